@@ -1,0 +1,58 @@
+# pushdeploy: the README's two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# pyenv's newest Python 3.13 where present (the Lambda runtime's version), else python3 (>= 3.11).
+PYTHON ?= $(shell p=$$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3 2>/dev/null | sort -V | tail -n 1); \
+	if [ -n "$$p" ] && [ -x "$$p" ]; then echo "$$p"; else echo python3; fi)
+VENV := .venv
+TOOLS := .venv-tools
+SAM_CLI_VERSION := 1.170.0
+BIN := $(VENV)/bin
+
+.PHONY: help venv tools lint typecheck unit test demo build bench clean
+
+help:
+	@echo "make demo   run the scripted scenario on the local cloud"
+	@echo "make test   set up and run lint, type checks and every test"
+	@echo "make build  sam build (no Docker needed)"
+	@echo "make bench  print performance figures"
+
+$(BIN)/pushdeploy: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "pushdeploy needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/pushdeploy
+
+# SAM CLI pins its own boto3 and pydantic, so it lives in a venv of its own.
+$(TOOLS)/bin/sam:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet 'aws-sam-cli==$(SAM_CLI_VERSION)'
+
+tools: $(TOOLS)/bin/sam
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: venv tools lint typecheck
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest
+
+build: tools
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(TOOLS)/bin/sam build
+
+bench: venv
+	$(BIN)/python benchmarks/decide.py
+
+demo: venv
+	$(BIN)/python -m pushdeploy.cli.demo
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache
