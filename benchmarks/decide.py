@@ -52,7 +52,8 @@ def main() -> None:
     assert len(decisions) == 10
     samples.sort()
     print(
-        f"rules: {len(index)} ({len(decisions)} watch the change's source); index built in {build_seconds:.2f} s"
+        f"rules: {len(index)} ({len(decisions)} watch the change's source); "
+        f"index built in {build_seconds:.2f} s"
     )
     print(
         f"decide one change: median {statistics.median(samples) / 1000:.1f} us, "

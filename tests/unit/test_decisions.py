@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pushdeploy.domain.changes import Change
 from pushdeploy.domain.decisions import decide
 from pushdeploy.domain.rules import RuleIndex, build_index, load_rules_file
-
 from tests.conftest import DIGEST, EXAMPLE_RULES
 
 INDEX: RuleIndex = build_index(load_rules_file(str(EXAMPLE_RULES)))

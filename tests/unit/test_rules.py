@@ -5,10 +5,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
 from pushdeploy.domain.changes import Change
 from pushdeploy.domain.rules import build_index, load_rules_file, parse_rules_text
 from pushdeploy.errors import RulesError
-
 from tests.conftest import DIGEST, EXAMPLE_RULES, WEB_PROD
 
 OTHER_ACCOUNT = "444455556666"
