@@ -41,6 +41,8 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+	@# Each function is a module named `app`: check them one at a time.
+	@for app in functions/*/app.py; do $(BIN)/mypy --strict --no-error-summary "$$app" || exit 1; done
 
 test: venv tools lint typecheck
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/pytest

@@ -1,0 +1,35 @@
+"""App Runner in the service's own Region: a rule may name a service in any Region of the account."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pushdeploy.adapters.apprunner import DeployAction, DeployTarget, Operation
+
+
+def region_of(service_arn: str) -> str:
+    return service_arn.split(":")[3]
+
+
+class RegionalTarget:
+    """A DeployTarget that routes each call to a target for the Region in the service ARN, made on first
+    use (one App Runner client per Region)."""
+
+    def __init__(self, make_target: Callable[[str], DeployTarget]) -> None:
+        self._make_target = make_target
+        self._targets: dict[str, DeployTarget] = {}
+
+    def _target(self, service_arn: str) -> DeployTarget:
+        region = region_of(service_arn)
+        if region not in self._targets:
+            self._targets[region] = self._make_target(region)
+        return self._targets[region]
+
+    def deploy(self, service_arn: str, action: DeployAction, image: str | None) -> str:
+        return self._target(service_arn).deploy(service_arn, action, image)
+
+    def list_operations(self, service_arn: str) -> list[Operation]:
+        return self._target(service_arn).list_operations(service_arn)
+
+    def service_status(self, service_arn: str) -> str:
+        return self._target(service_arn).service_status(service_arn)

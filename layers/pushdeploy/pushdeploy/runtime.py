@@ -1,0 +1,208 @@
+"""Wiring for the Lambda functions: configuration from the environment, AWS clients made on first use
+(never at import, so a cold start pays only for what an invocation needs), and the dead-letter path.
+
+Every handler follows one shape: parse the event, call one controller function, answer. An event that
+cannot be parsed is logged and sent to the function's dead-letter queue, and the invocation succeeds, so
+Lambda does not retry what can never work; any other failure raises, so Lambda retries it and then hands
+the event to the same queue (the function's on-failure destination).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from aws_lambda_powertools import Logger
+
+from pushdeploy.adapters.apprunner import AppRunnerTarget
+from pushdeploy.adapters.ledger import Ledger
+from pushdeploy.adapters.notifier import EventBridgeNotifier, MetricsSink
+from pushdeploy.adapters.regional import RegionalTarget
+from pushdeploy.adapters.rules_store import RulesStore
+from pushdeploy.controller import Controller, Settings, utc_now
+from pushdeploy.domain.changes import ParsedEvent
+from pushdeploy.domain.deployments import change_id_for
+from pushdeploy.errors import EventError
+from pushdeploy.sources.eventbridge import parse_eventbridge_event
+from pushdeploy.sources.forwarded import is_forwarded, parse_forwarded
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+logger = Logger(service="pushdeploy", child=True)
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise RuntimeError(f"environment variable {name} is not set")
+    return value
+
+
+@functools.cache
+def client(service: str, region: str | None = None) -> BaseClient:
+    """One boto3 client per service and Region for the life of the container."""
+    import boto3  # imported here: boto3's import is a good part of a cold start
+    from botocore.config import Config
+
+    # App Runner calls are retried by the deploy target itself (bounded backoff, then the reconciler), so
+    # botocore must not multiply them; other services keep botocore's standard retries.
+    attempts = 1 if service == "apprunner" else 3
+    retries: Any = {"mode": "standard", "total_max_attempts": attempts}
+    config = Config(connect_timeout=3, read_timeout=10, retries=retries)
+    return boto3.client(service, region_name=region, config=config)  # type: ignore[call-overload,no-any-return]
+
+
+def settings() -> Settings:
+    return Settings(
+        stuck_after=timedelta(seconds=float(_env("STUCK_AFTER_SECONDS", "3600"))),
+        start_grace=timedelta(seconds=float(_env("START_GRACE_SECONDS", "120"))),
+    )
+
+
+def make_controller(metrics: MetricsSink | None = None) -> Controller:
+    ledger = Ledger(client("dynamodb"), _env("LEDGER_TABLE"))  # type: ignore[arg-type]
+    rules = RulesStore(
+        client("dynamodb"),  # type: ignore[arg-type]
+        _env("RULES_TABLE"),
+        cache_seconds=float(_env("RULES_CACHE_SECONDS", "30")),
+    )
+    target = RegionalTarget(lambda region: AppRunnerTarget(client("apprunner", region)))  # type: ignore[arg-type]
+    notifier = EventBridgeNotifier(client("events"), _env("EVENT_BUS_NAME", "default"), metrics)  # type: ignore[arg-type]
+    return Controller(
+        ledger, target, rules, notifier, settings(), clock=lambda: utc_now()
+    )  # late-bound: tests move time
+
+
+_controller: Controller | None = None
+
+
+def controller(metrics: MetricsSink | None = None) -> Controller:
+    """The container's controller, made on the first invocation; `metrics` is the handler's, whose
+    buffer is flushed at the end of every invocation."""
+    global _controller
+    if _controller is None:
+        _controller = make_controller(metrics)
+    return _controller
+
+
+def reset() -> None:
+    """Forget the container's controller and clients (tests change the environment between cases)."""
+    global _controller, _once
+    _controller = None
+    _once = None
+    client.cache_clear()
+
+
+def dead_letter(event: Any, error: Exception) -> None:
+    """Park an event pushdeploy cannot read in the function's dead-letter queue, with the reason."""
+    queue_url = os.environ.get("DEAD_LETTER_QUEUE_URL")
+    logger.error("invalid event sent to the dead-letter queue", extra={"error": str(error)})
+    if not queue_url:
+        logger.error(
+            "DEAD_LETTER_QUEUE_URL is not set: the invalid event is only in this log", extra={"event": event}
+        )
+        return
+    body = json.dumps({"error": str(error), "event": event}, default=str)
+    client("sqs").send_message(QueueUrl=queue_url, MessageBody=body)  # type: ignore[attr-defined]
+
+
+def parse_or_dead_letter(event: Any, parse: Callable[[Mapping[str, Any]], Any]) -> Any | None:
+    """`parse(event)`, or None after dead-lettering an event that can never be parsed."""
+    try:
+        if not isinstance(event, Mapping):
+            raise EventError("the event is not a JSON object")
+        return parse(event)
+    except EventError as error:
+        dead_letter(event, error)
+        return None
+
+
+def _parse_push(event: Mapping[str, Any]) -> tuple[ParsedEvent, int]:
+    if is_forwarded(event):
+        return parse_forwarded(event)
+    return parse_eventbridge_event(event), 0
+
+
+def process_push(event: Any, metrics: MetricsSink | None = None) -> dict[str, Any]:
+    """An ECR, CodeCommit or forwarded webhook event: decide, deploy, record."""
+    parsed_at = parse_or_dead_letter(event, _parse_push)
+    if parsed_at is None:
+        return {"status": "rejected"}
+    parsed, first_position = parsed_at
+    if not parsed.changes:
+        logger.info("event ignored", extra={"reason": parsed.ignored})
+        return {"status": "ignored", "reason": parsed.ignored}
+    # No id means no redelivery to recognise; the parsers require one for every real event.
+    event_id = parsed.event_id or ""
+    engine = controller(metrics)
+    reports = [
+        engine.handle_change(change, change_id_for(event_id, first_position + offset), event_id)
+        for offset, change in enumerate(parsed.changes)
+    ]
+    return {
+        "status": "decided",
+        "changes": [report.change_id for report in reports],
+        "deployments": [deployment for report in reports for deployment in report.deployments],
+    }
+
+
+def process_operation(event: Any, metrics: MetricsSink | None = None) -> dict[str, Any]:
+    """An App Runner operation status event: confirm with ListOperations and settle."""
+    parsed = parse_or_dead_letter(event, parse_eventbridge_event)
+    if parsed is None:
+        return {"status": "rejected"}
+    if parsed.operation is None:
+        return {"status": "ignored", "reason": parsed.ignored}
+    controller(metrics).handle_operation(parsed.operation)
+    return {"status": "confirmed", "service": parsed.operation.service, "outcome": parsed.operation.outcome}
+
+
+def process_schedule(metrics: MetricsSink | None = None) -> dict[str, Any]:
+    report = controller(metrics).reconcile()
+    return {"status": "reconciled", "services": report.services, "failures": report.failures}
+
+
+_once: Callable[..., dict[str, Any]] | None = None
+
+
+def once_per_event(
+    process: Callable[[Any, MetricsSink | None], dict[str, Any]],
+    event: Any,
+    context: Any,
+    metrics: MetricsSink | None = None,
+) -> dict[str, Any]:
+    """`process(event)` at most once per EventBridge event id (Powertools idempotency, kept 24 hours:
+    as long as EventBridge may redeliver). An event without an id is processed as is: it is refused by
+    the parser anyway."""
+    if not isinstance(event, Mapping) or not event.get("id"):
+        return process(event, metrics)
+    global _once
+    if _once is None:
+        _once = _idempotent_runner(context)
+    return _once(event=dict(event), process=process, metrics=metrics)
+
+
+def _idempotent_runner(context: Any) -> Callable[..., dict[str, Any]]:
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    persistence = DynamoDBPersistenceLayer(
+        table_name=_env("IDEMPOTENCY_TABLE"),
+        boto3_client=client("dynamodb"),  # type: ignore[arg-type]
+    )
+    config = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=24 * 3600)
+    config.register_lambda_context(context)
+
+    def run(event: dict[str, Any], process: Callable[..., dict[str, Any]], metrics: Any) -> dict[str, Any]:
+        return process(event, metrics)
+
+    once = idempotent_function(data_keyword_argument="event", persistence_store=persistence, config=config)
+    return cast("Callable[..., dict[str, Any]]", once(run))
