@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from pushdeploy.domain.deployments import IN_FLIGHT, Deployment, Slot, Status
@@ -28,8 +27,6 @@ from pushdeploy.errors import PushdeployError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-_SERIALIZER = TypeSerializer()
-_DESERIALIZER = TypeDeserializer()
 _DATETIME_FIELDS = ("created_at", "claimed_at", "started_at", "settled_at", "stuck_at")
 _DEPLOYMENT_SK = "DEPLOYMENT"
 _SLOT_SK = "SLOT"
@@ -53,10 +50,41 @@ class Transition:
     fields: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _encode(value: Any) -> Any:
+def _encode(value: Any) -> dict[str, Any]:
+    """A DynamoDB attribute value. The ledger stores only these types; boto3's own codec is not used
+    because importing it imports all of boto3 (and s3transfer) at cold start."""
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if isinstance(value, str):
+        return {"S": value}
     if isinstance(value, datetime):
-        value = value.isoformat()
-    return _SERIALIZER.serialize(value)
+        return {"S": value.isoformat()}
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, Mapping):
+        return {"M": {str(key): _encode(item) for key, item in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"L": [_encode(item) for item in value]}
+    raise TypeError(f"the ledger does not store {type(value).__name__} values")
+
+
+def _decode(attribute: Mapping[str, Any]) -> Any:
+    ((kind, value),) = attribute.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        return int(value) if value.lstrip("-").isdigit() else float(value)
+    if kind == "BOOL":
+        return value
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {key: _decode(item) for key, item in value.items()}
+    if kind == "L":
+        return [_decode(item) for item in value]
+    raise TypeError(f"unexpected DynamoDB attribute type {kind}")
 
 
 def _item(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,7 +92,7 @@ def _item(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _DESERIALIZER.deserialize(value) for name, value in item.items()}
+    return {name: _decode(value) for name, value in item.items()}
 
 
 def _created_key(deployment: Deployment) -> str:

@@ -9,7 +9,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pushdeploy.cli import explain_cmd, rules_cmd
+from pushdeploy.cli import deployments_cmd, explain_cmd, rules_cmd
+from pushdeploy.cli.context import add_global_options
 from pushdeploy.errors import PushdeployError, RulesError
 
 Command = Callable[[argparse.Namespace], int]
@@ -19,9 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pushdeploy", description="Deploy-on-push controller for AWS App Runner."
     )
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     explain_cmd.register(commands)
     rules_cmd.register(commands)
+    deployments_cmd.register(commands)
     return parser
 
 

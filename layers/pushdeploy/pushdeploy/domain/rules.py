@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
@@ -346,6 +345,8 @@ def validate_rules_document(document: object) -> list[Rule]:
 
 
 def parse_rules_text(text: str) -> list[Rule]:
+    import yaml  # only the CLI reads YAML; keep it off the Lambda cold-start path
+
     try:
         document: Any = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -1,0 +1,83 @@
+"""Cold import time of each function module, next to a bare `import boto3`, in the same run.
+
+Builds a layer the way the layer's Makefile does (same requirements, pushdeploy without cli/ and local/,
+bytecode precompiled), but with this machine's wheels: the real layer's aarch64 extensions cannot load
+on a build host. Then starts a fresh interpreter per sample with that layer on the path, as Lambda's
+/opt/python is, and times importing the function's app.py. boto3 comes from this venv (Lambda's runtime
+ships its own). Prints medians; asserts nothing. Run with `.venv/bin/python benchmarks/cold_start.py [N]`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = sorted(path.parent.name for path in (ROOT / "functions").glob("*/app.py"))
+
+_TIMED_IMPORT = """
+import time
+started = time.perf_counter()
+{statement}
+print(time.perf_counter() - started)
+"""
+
+
+def build_layer(destination: Path) -> Path:
+    layer = destination / "python"
+    source = ROOT / "layers" / "pushdeploy"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(layer)]
+    subprocess.run([*pip, "--requirement", str(source / "requirements.txt")], check=True, capture_output=True)
+    ignored = shutil.ignore_patterns("cli", "local", "__pycache__")
+    shutil.copytree(source / "pushdeploy", layer / "pushdeploy", ignore=ignored)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(layer)], check=True)
+    return layer
+
+
+def boto3_path() -> str:
+    import boto3
+
+    return str(Path(boto3.__file__).parent.parent)
+
+
+def sample(statement: str, layer: Path, cwd: Path) -> float:
+    # The layer first (as /opt/python), then boto3's site-packages (the runtime's own copy on Lambda).
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{cwd}{os.pathsep}{layer}{os.pathsep}{boto3_path()}",
+        "POWERTOOLS_SERVICE_NAME": "pushdeploy",
+        "POWERTOOLS_METRICS_NAMESPACE": "pushdeploy",
+    }
+    script = _TIMED_IMPORT.format(statement=statement)
+    finished = subprocess.run(
+        [sys.executable, "-s", "-c", script], env=env, cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if finished.returncode != 0:
+        sys.exit(f"{statement} failed in {cwd}:\n{finished.stderr}")
+    return float(finished.stdout.strip().splitlines()[-1])
+
+
+def median_ms(statement: str, layer: Path, cwd: Path, samples: int) -> float:
+    sample(statement, layer, cwd)  # warm the OS file cache once
+    return statistics.median(sample(statement, layer, cwd) for _ in range(samples)) * 1000
+
+
+def main() -> None:
+    samples = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+    with tempfile.TemporaryDirectory() as tmp:
+        layer = build_layer(Path(tmp))
+        print(f"Python {sys.version.split()[0]}, precompiled layer, median of {samples} fresh interpreters")
+        print(f"  {'import boto3':32} {median_ms('import boto3', layer, ROOT, samples):7.1f} ms")
+        for function in FUNCTIONS:
+            label = f"functions/{function}/app"
+            folder = ROOT / "functions" / function
+            print(f"  {label:32} {median_ms('import app', layer, folder, samples):7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

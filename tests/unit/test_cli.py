@@ -1,0 +1,174 @@
+"""The command line as a user meets it: exit codes, the explain contract's JSON, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pushdeploy.cli.main import main
+from tests.conftest import EVENTS, EXAMPLE_RULES, PAYLOADS
+
+CHANGE_KEYS = [
+    "kind",
+    "source",
+    "account",
+    "region",
+    "repository",
+    "tag",
+    "digest",
+    "branch",
+    "commit",
+    "decisions",
+]
+DECISION_KEYS = ["rule", "service", "action", "image", "dry_run", "reason"]
+
+
+def explain(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(["explain", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_explain_json_has_exactly_the_contract_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = explain(
+        capsys, str(EVENTS / "ecr-image-push.json"), "--rules", str(EXAMPLE_RULES), "--json"
+    )
+    assert (status, err) == (0, "")
+    result = json.loads(out)
+    assert list(result) == ["changes", "ignored", "signature", "operation"]
+    (change,) = result["changes"]
+    assert list(change) == CHANGE_KEYS
+    assert all(list(decision) == DECISION_KEYS for decision in change["decisions"])
+    assert (result["ignored"], result["signature"], result["operation"]) == (None, None, None)
+
+
+def test_explain_a_signed_github_delivery(capsys: pytest.CaptureFixture[str]) -> None:
+    body = PAYLOADS / "github-push.body.json"
+    from pushdeploy.sources.signatures import sign
+
+    signature = sign(body.read_bytes(), "s3cret")
+    status, out, _ = explain(
+        capsys,
+        str(body),
+        "--rules",
+        str(EXAMPLE_RULES),
+        "--json",
+        "--secret",
+        "s3cret",
+        "--header",
+        "X-GitHub-Event: push",
+        "--header",
+        f"X-Hub-Signature-256: {signature}",
+    )
+    result = json.loads(out)
+    assert status == 0
+    assert result["signature"] == "valid"
+    (change,) = result["changes"]
+    assert (change["source"], change["branch"], change["account"]) == ("github", "master", None)
+    assert change["decisions"][0]["action"] == "start_deployment"
+
+
+def test_explain_an_operation_event(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = explain(
+        capsys, str(EVENTS / "apprunner-operation-failed.json"), "--rules", str(EXAMPLE_RULES), "--json"
+    )
+    result = json.loads(out)
+    assert status == 0
+    assert result["changes"] == []
+    assert result["ignored"] is None
+    assert result["operation"]["outcome"] == "failed"
+
+
+def test_explain_an_ignored_event(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = explain(
+        capsys, str(EVENTS / "ecr-image-delete.json"), "--rules", str(EXAMPLE_RULES), "--json"
+    )
+    result = json.loads(out)
+    assert status == 0
+    assert result["changes"] == []
+    assert "not a push" in result["ignored"]
+
+
+def test_explain_readable_output(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", str(EXAMPLE_RULES))
+    assert status == 0
+    assert "web-prod: update_service: tag v1.4.0 is in semver range >=1.2.0,<2.0.0" in out
+
+
+def test_invalid_rules_exit_2_with_one_line_per_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - id: A\n    service: x\n")
+    status, out, err = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", str(rules))
+    assert status == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) >= 3
+    assert all(line.startswith("error: rules[0]: ") for line in lines)
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"not json", b"[1, 2]", b'{"source": "aws.s3", "detail-type": "x"}', b"\xff\xfe"]
+)
+def test_unreadable_events_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    event = tmp_path / "event.json"
+    event.write_bytes(content)
+    status, out, err = explain(capsys, str(event), "--rules", str(EXAMPLE_RULES))
+    assert status == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("error: ")
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_garbage_never_gives_a_traceback(tmp_path: Path, content: bytes) -> None:
+    event = tmp_path / "garbage.json"
+    event.write_bytes(content)
+    status = main(["explain", str(event), "--rules", str(EXAMPLE_RULES), "--json"])
+    assert status in (0, 2)
+
+
+def test_rules_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "validate", str(EXAMPLE_RULES)]) == 0
+    assert "7 rules watching 5 sources: valid" in capsys.readouterr().out
+
+
+def test_the_installed_command_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text("{")
+    finished = subprocess.run(
+        [sys.executable, "-m", "pushdeploy.cli.main", "explain", str(event), "--rules", str(EXAMPLE_RULES)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert finished.returncode == 2
+    assert "Traceback" not in finished.stderr
+    assert finished.stderr.strip() == "error: the event is not JSON"
+
+
+def test_missing_files_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = explain(capsys, "/nonexistent.json", "--rules", str(EXAMPLE_RULES))
+    assert status == 2
+    assert err.strip() == "error: cannot read /nonexistent.json: No such file or directory"
+    status, _, err = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", "/nonexistent.yaml")
+    assert status == 2
+    assert "cannot read /nonexistent.yaml" in err
+
+
+def test_local_commands_without_a_local_cloud_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["--local", "--state-dir", str(tmp_path), "deployments", "list"])
+    assert status == 1
+    assert "no local cloud" in capsys.readouterr().err
