@@ -28,14 +28,15 @@ print(time.perf_counter() - started)
 """
 
 
-def build_layer(destination: Path) -> Path:
+def build_layer(destination: Path, precompile: bool = True) -> Path:
     layer = destination / "python"
     source = ROOT / "layers" / "pushdeploy"
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(layer)]
     subprocess.run([*pip, "--requirement", str(source / "requirements.txt")], check=True, capture_output=True)
     ignored = shutil.ignore_patterns("cli", "local", "__pycache__")
     shutil.copytree(source / "pushdeploy", layer / "pushdeploy", ignore=ignored)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(layer)], check=True)
+    if precompile:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(layer)], check=True)
     return layer
 
 
@@ -52,6 +53,8 @@ def sample(statement: str, layer: Path, cwd: Path) -> float:
         "PYTHONPATH": f"{cwd}{os.pathsep}{layer}{os.pathsep}{boto3_path()}",
         "POWERTOOLS_SERVICE_NAME": "pushdeploy",
         "POWERTOOLS_METRICS_NAMESPACE": "pushdeploy",
+        # Lambda's /opt is read-only: bytecode missing from the layer is compiled at every cold start.
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
     script = _TIMED_IMPORT.format(statement=statement)
     finished = subprocess.run(
@@ -70,13 +73,18 @@ def median_ms(statement: str, layer: Path, cwd: Path, samples: int) -> float:
 def main() -> None:
     samples = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     with tempfile.TemporaryDirectory() as tmp:
-        layer = build_layer(Path(tmp))
-        print(f"Python {sys.version.split()[0]}, precompiled layer, median of {samples} fresh interpreters")
-        print(f"  {'import boto3':32} {median_ms('import boto3', layer, ROOT, samples):7.1f} ms")
+        layers = {
+            True: build_layer(Path(tmp) / "precompiled"),
+            False: build_layer(Path(tmp) / "source", precompile=False),
+        }
+        print(f"Python {sys.version.split()[0]}, median of {samples} fresh interpreters (ms)")
+        print(f"  {'':32} {'precompiled':>12} {'no .pyc':>10}")
+        boto3_ms = median_ms("import boto3", layers[True], ROOT, samples)
+        print(f"  {'import boto3 (runtime, .pyc)':32} {boto3_ms:12.1f}")
         for function in FUNCTIONS:
-            label = f"functions/{function}/app"
             folder = ROOT / "functions" / function
-            print(f"  {label:32} {median_ms('import app', layer, folder, samples):7.1f} ms")
+            timings = [median_ms("import app", layers[flag], folder, samples) for flag in (True, False)]
+            print(f"  {'functions/' + function + '/app':32} {timings[0]:12.1f} {timings[1]:10.1f}")
 
 
 if __name__ == "__main__":
