@@ -52,6 +52,7 @@ build: tools
 
 bench: venv
 	$(BIN)/python benchmarks/decide.py
+	$(BIN)/python benchmarks/webhook_latency.py
 
 demo: venv
 	$(BIN)/python -m pushdeploy.cli.demo

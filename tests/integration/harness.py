@@ -3,6 +3,7 @@ simulator for App Runner, tables made from template.yaml, and the real handler f
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 from collections.abc import Callable
@@ -28,6 +29,11 @@ REGION = "us-east-1"
 ACCOUNT = "111122223333"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 TABLES = {"LedgerTable": "test-ledger", "RulesTable": "test-rules", "IdempotencyTable": "test-idempotency"}
+# The webhook secrets every test cloud starts with (AWSCURRENT; no AWSPREVIOUS until rotated).
+WEBHOOK_SECRETS = {
+    "github": "GitHubTestSecret0123456789abcdefghijklmn",
+    "bitbucket": "BitbucketTestSecret0123456789abcdefghijk",
+}
 
 
 @dataclass
@@ -66,6 +72,9 @@ class Cloud:
     apprunner_events: list[dict[str, Any]] = field(default_factory=list)
     functions: dict[str, ModuleType] = field(default_factory=dict)
     event_counter: list[int] = field(default_factory=lambda: [0])
+    forwarded_url: str = ""  # receives what the webhook forwards (source pushdeploy.webhook)
+    secretsmanager: Any = None
+    webhook_secret_arns: dict[str, str] = field(default_factory=dict)
 
     # --- time ------------------------------------------------------------------------------------
 
@@ -183,14 +192,80 @@ class Cloud:
 
     def published(self) -> list[dict[str, Any]]:
         """Events pushdeploy published (routed by an EventBridge rule to a queue, as a user would)."""
-        events = []
+        return self._drain(self.published_url)
+
+    def forwarded(self) -> list[dict[str, Any]]:
+        """Changes the webhook put on EventBridge (source pushdeploy.webhook), as whole events."""
+        return self._drain(self.forwarded_url)
+
+    def _drain(self, queue_url: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         while True:
-            batch = self.sqs.receive_message(QueueUrl=self.published_url, MaxNumberOfMessages=10)
+            batch = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
             if not batch.get("Messages"):
                 return events
             events.extend(json.loads(m["Body"]) for m in batch["Messages"])
             for message in batch["Messages"]:
-                self.sqs.delete_message(QueueUrl=self.published_url, ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    # --- the webhook -----------------------------------------------------------------------------
+
+    def rotate_webhook_secret(self, provider: str, value: str) -> None:
+        """A new AWSCURRENT; Secrets Manager moves the old value to AWSPREVIOUS."""
+        self.secretsmanager.put_secret_value(SecretId=self.webhook_secret_arns[provider], SecretString=value)
+
+    def webhook(
+        self,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        method: str = "POST",
+        base64_encoded: bool = False,
+    ) -> dict[str, Any]:
+        """One request to the webhook's Function URL; the HTTP answer (statusCode, headers, body)."""
+        return self.invoke("webhook", function_url_event(path, body, headers, method, base64_encoded))
+
+
+def function_url_event(
+    path: str, body: bytes, headers: dict[str, str], method: str = "POST", base64_encoded: bool = False
+) -> dict[str, Any]:
+    """A Lambda Function URL request (payload format 2.0), as Lambda builds it: header names lower-cased,
+    a text body as is, anything else base64-encoded."""
+    url_id = "abcdefghijklmnopqrstuvwxyz012345"
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {name.lower(): value for name, value in headers.items()},
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": url_id,
+            "domainName": f"{url_id}.lambda-url.{REGION}.on.aws",
+            "domainPrefix": url_id,
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "192.0.2.10",
+                "userAgent": headers.get("User-Agent", "test"),
+            },
+            "requestId": "11111111-2222-3333-4444-555555555555",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "26/Nov/2026:08:00:00 +0000",
+            "timeEpoch": 1795680000000,
+        },
+        "body": base64.b64encode(body).decode() if base64_encoded else body.decode(),
+        "isBase64Encoded": base64_encoded,
+    }
+
+
+def create_webhook_secrets(secretsmanager: Any) -> dict[str, str]:
+    return {
+        provider: secretsmanager.create_secret(Name=f"test/webhook/{provider}", SecretString=value)["ARN"]
+        for provider, value in WEBHOOK_SECRETS.items()
+    }
 
 
 def create_tables(dynamodb: Any) -> None:
@@ -216,12 +291,31 @@ def build_cloud(monkeypatch: pytest.MonkeyPatch) -> Cloud:
     events.put_targets(
         Rule="pushdeploy-events", Targets=[{"Id": "queue", "Arn": published_arn["Attributes"]["QueueArn"]}]
     )
+    forwarded_url = sqs.create_queue(QueueName="test-forwarded")["QueueUrl"]
+    forwarded_arn = sqs.get_queue_attributes(QueueUrl=forwarded_url, AttributeNames=["QueueArn"])
+    events.put_rule(Name="webhook-changes", EventPattern=json.dumps({"source": ["pushdeploy.webhook"]}))
+    events.put_targets(
+        Rule="webhook-changes", Targets=[{"Id": "queue", "Arn": forwarded_arn["Attributes"]["QueueArn"]}]
+    )
+    secretsmanager = boto3.client("secretsmanager", region_name=REGION)
+    secret_arns = create_webhook_secrets(secretsmanager)
 
     emitted: list[dict[str, Any]] = []
     sim = AppRunnerSimulator(account=ACCOUNT, region=REGION, operation_seconds=30, event_sink=emitted.append)
     apprunner = boto3.client("apprunner", region_name=REGION)
     sim.attach(apprunner)
-    cloud = Cloud(sim, apprunner, dynamodb, sqs, dead_letter_url, published_url, apprunner_events=emitted)
+    cloud = Cloud(
+        sim,
+        apprunner,
+        dynamodb,
+        sqs,
+        dead_letter_url,
+        published_url,
+        apprunner_events=emitted,
+        forwarded_url=forwarded_url,
+        secretsmanager=secretsmanager,
+        webhook_secret_arns=secret_arns,
+    )
 
     for variable, value in {
         "LEDGER_TABLE": TABLES["LedgerTable"],
@@ -232,6 +326,8 @@ def build_cloud(monkeypatch: pytest.MonkeyPatch) -> Cloud:
         "RULES_CACHE_SECONDS": "0",
         "POWERTOOLS_METRICS_NAMESPACE": "pushdeploy-test",
         "POWERTOOLS_SERVICE_NAME": "pushdeploy",
+        "GITHUB_WEBHOOK_SECRET_ARN": secret_arns["github"],
+        "BITBUCKET_WEBHOOK_SECRET_ARN": secret_arns["bitbucket"],
     }.items():
         monkeypatch.setenv(variable, value)
 

@@ -28,7 +28,11 @@ FUNCTIONS = {
     "CommitPushedFunction": "commit_pushed",
     "OperationChangedFunction": "operation_changed",
     "ReconcilerFunction": "reconciler",
+    "WebhookFunction": "webhook",
 }
+# Invoked asynchronously (EventBridge rules, schedules): retries, on-failure destination, dead-letter queue.
+# The webhook is invoked synchronously by its URL: its sender sees a failure and delivers again.
+ASYNC_FUNCTIONS = [name for name in FUNCTIONS if name != "WebhookFunction"]
 EVENT_FUNCTIONS = ["ImagePushedFunction", "CommitPushedFunction", "OperationChangedFunction"]
 
 # The event patterns the functions are invoked with (the local cloud routes events with them too).
@@ -223,7 +227,7 @@ def test_no_template_wide_cfn_lint_suppression(template: dict[str, Any]) -> None
 # Functions: code, layer, settings
 
 
-def test_the_four_functions_exist(functions: dict[str, Any]) -> None:
+def test_the_functions_exist(functions: dict[str, Any]) -> None:
     assert set(functions) == set(FUNCTIONS)
 
 
@@ -281,7 +285,7 @@ def test_shared_layer(resources: dict[str, Any]) -> None:
     assert "build-SharedLayer:" in LAYER_MAKEFILE.read_text()
 
 
-@pytest.mark.parametrize("logical_id", FUNCTIONS)
+@pytest.mark.parametrize("logical_id", ASYNC_FUNCTIONS)
 def test_function_has_a_dead_letter_queue_env_var(
     resources: dict[str, Any], functions: dict[str, Any], logical_id: str
 ) -> None:
@@ -294,11 +298,11 @@ def test_function_has_a_dead_letter_queue_env_var(
 def test_each_function_has_its_own_dead_letter_queue(
     resources: dict[str, Any], functions: dict[str, Any]
 ) -> None:
-    queues = [_dlq_of(resources, f) for f in functions.values()]
+    queues = [_dlq_of(resources, functions[name]) for name in ASYNC_FUNCTIONS]
     assert len(set(queues)) == len(queues)
 
 
-@pytest.mark.parametrize("logical_id", FUNCTIONS)
+@pytest.mark.parametrize("logical_id", ASYNC_FUNCTIONS)
 def test_function_async_failures_go_to_its_dead_letter_queue(
     resources: dict[str, Any], functions: dict[str, Any], logical_id: str
 ) -> None:
@@ -348,7 +352,7 @@ def test_event_patterns(functions: dict[str, Any], logical_id: str) -> None:
         assert "EventBusName" not in event["Properties"]  # the default bus
 
 
-@pytest.mark.parametrize("logical_id", FUNCTIONS)
+@pytest.mark.parametrize("logical_id", ASYNC_FUNCTIONS)
 def test_every_rule_has_retry_policy_and_dead_letter_queue(
     resources: dict[str, Any], functions: dict[str, Any], logical_id: str
 ) -> None:
@@ -365,7 +369,7 @@ def test_every_rule_has_retry_policy_and_dead_letter_queue(
         assert _getatt(props["DeadLetterConfig"]["Arn"]) == (queue, "Arn"), name
 
 
-@pytest.mark.parametrize("logical_id", FUNCTIONS)
+@pytest.mark.parametrize("logical_id", ASYNC_FUNCTIONS)
 def test_dead_letter_queue_policy_admits_only_the_functions_rules(
     resources: dict[str, Any], functions: dict[str, Any], logical_id: str
 ) -> None:
@@ -400,7 +404,7 @@ def test_reconciler_schedule(template: dict[str, Any], functions: dict[str, Any]
     assert props["Timeout"] < 60  # a run ends before the next one-minute tick
 
 
-@pytest.mark.parametrize("logical_id", FUNCTIONS)
+@pytest.mark.parametrize("logical_id", ASYNC_FUNCTIONS)
 def test_alarm_on_each_dead_letter_queue(
     resources: dict[str, Any], functions: dict[str, Any], logical_id: str
 ) -> None:
@@ -489,7 +493,8 @@ def test_no_statement_on_resource_star(functions: dict[str, Any]) -> None:
 
 
 def test_app_runner_statements_are_scoped_to_the_service_arns(functions: dict[str, Any]) -> None:
-    for logical_id, function in functions.items():
+    for logical_id in ASYNC_FUNCTIONS:
+        function = functions[logical_id]
         statements = [
             s for s in _statements(function) if any(a.startswith("apprunner:") for a in _actions(s))
         ]
@@ -561,7 +566,7 @@ def _resources_for(function: dict[str, Any], action: str) -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize("logical_id", FUNCTIONS)
+@pytest.mark.parametrize("logical_id", ASYNC_FUNCTIONS)
 def test_data_access(resources: dict[str, Any], functions: dict[str, Any], logical_id: str) -> None:
     function = functions[logical_id]
     ledger = {"Fn::GetAtt": ["LedgerTable", "Arn"]}
@@ -610,6 +615,84 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert _ref(outputs["SharedLayerArn"]["Value"]) == "SharedLayer"
     for name in ("ImagePushed", "CommitPushed", "OperationChanged", "Reconciler"):
         assert _ref(outputs[f"{name}DeadLetterQueueUrl"]["Value"]) == f"{name}DeadLetterQueue"
+
+
+# --------------------------------------------------------------------------------------------------------
+# The webhook
+
+WEBHOOK_SECRETS = {"GitHubWebhookSecret": "GITHUB", "BitbucketWebhookSecret": "BITBUCKET"}
+
+
+def test_webhook_url_is_public_because_the_signature_authenticates(functions: dict[str, Any]) -> None:
+    props = functions["WebhookFunction"]["Properties"]
+    assert props["FunctionUrlConfig"] == {"AuthType": "NONE"}  # no CORS: browsers have no business here
+    assert "Events" not in props  # only its URL invokes it
+
+
+def test_webhook_is_synchronous_and_quick(functions: dict[str, Any]) -> None:
+    props = functions["WebhookFunction"]["Properties"]
+    assert props["Timeout"] <= 10  # GitHub gives a delivery 10 seconds
+    assert props["MemorySize"] >= 256
+    # A synchronous invocation is not retried by Lambda: no on-failure destination, no dead-letter queue.
+    assert "EventInvokeConfig" not in props
+    assert "DEAD_LETTER_QUEUE_URL" not in props["Environment"]["Variables"]
+
+
+@pytest.mark.parametrize(("logical_id", "provider"), WEBHOOK_SECRETS.items())
+def test_webhook_secrets_are_generated(
+    resources: dict[str, Any], functions: dict[str, Any], logical_id: str, provider: str
+) -> None:
+    secret = resources[logical_id]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated == {"PasswordLength": 40, "ExcludePunctuation": True}
+    assert "SecretString" not in secret["Properties"]  # never a value written in the template
+    variables = functions["WebhookFunction"]["Properties"]["Environment"]["Variables"]
+    assert _ref(variables[f"{provider}_WEBHOOK_SECRET_ARN"]) == logical_id
+
+
+def _grants(function: dict[str, Any]) -> dict[str, list[Any]]:
+    """Every allowed action with the resources it is allowed on."""
+    grants: dict[str, list[Any]] = {}
+    for statement in _statements(function):
+        assert statement["Effect"] == "Allow"
+        for action in _actions(statement):
+            grants.setdefault(action, []).extend(_as_list(statement["Resource"]))
+    return grants
+
+
+def test_webhook_role_is_least_privilege(functions: dict[str, Any]) -> None:
+    function = functions["WebhookFunction"]
+    secrets = [{"Ref": name} for name in WEBHOOK_SECRETS]
+    ledger, rules = {"Fn::GetAtt": ["LedgerTable", "Arn"]}, {"Fn::GetAtt": ["RulesTable", "Arn"]}
+    idempotency = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    grants = {action: sorted(map(repr, found)) for action, found in _grants(function).items()}
+    expected = {
+        "secretsmanager:GetSecretValue": secrets,
+        "events:PutEvents": [{"Fn::Sub": EVENT_BUS_ARN}],
+        "dynamodb:PutItem": [ledger, idempotency],  # the ledger only for "no rule" records
+        "dynamodb:Query": [rules],
+        "dynamodb:GetItem": [idempotency],
+        "dynamodb:UpdateItem": [idempotency],
+        "dynamodb:DeleteItem": [idempotency],
+    }
+    assert grants == {action: sorted(map(repr, found)) for action, found in expected.items()}
+    (publish,) = [s for s in _statements(function) if "events:PutEvents" in _actions(s)]
+    # It can only speak as the webhook: never as `pushdeploy` (deployment events) or as AWS.
+    assert publish["Condition"] == {"StringEquals": {"events:source": "pushdeploy.webhook"}}
+
+
+def test_only_the_webhook_reads_the_webhook_secrets(functions: dict[str, Any]) -> None:
+    for logical_id, function in functions.items():
+        reads = [a for s in _statements(function) for a in _actions(s) if a.startswith("secretsmanager:")]
+        assert bool(reads) == (logical_id == "WebhookFunction"), logical_id
+
+
+def test_webhook_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert _getatt(outputs["WebhookUrl"]["Value"]) == ("WebhookFunctionUrl", "FunctionUrl")
+    assert _ref(outputs["GitHubWebhookSecretArn"]["Value"]) == "GitHubWebhookSecret"
+    assert _ref(outputs["BitbucketWebhookSecretArn"]["Value"]) == "BitbucketWebhookSecret"
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -79,6 +79,8 @@ def make_controller(metrics: MetricsSink | None = None) -> Controller:
 
 
 _controller: Controller | None = None
+# What other modules keep per container (the webhook's secrets cache, ...), forgotten by `reset()` too.
+_reset_hooks: list[Callable[[], None]] = []
 
 
 def controller(metrics: MetricsSink | None = None) -> Controller:
@@ -90,11 +92,18 @@ def controller(metrics: MetricsSink | None = None) -> Controller:
     return _controller
 
 
+def on_reset(hook: Callable[[], None]) -> None:
+    """Call `hook` whenever `reset()` runs: for module state built from the clients made here."""
+    _reset_hooks.append(hook)
+
+
 def reset() -> None:
     """Forget the container's controller and clients (tests change the environment between cases)."""
     global _controller, _once
     _controller = None
     _once = None
+    for hook in _reset_hooks:
+        hook()
     client.cache_clear()
 
 

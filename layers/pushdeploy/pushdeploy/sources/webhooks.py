@@ -18,10 +18,10 @@ from pushdeploy.sources.signatures import check_signature
 Provider = Literal["github", "bitbucket"]
 
 # Header names, lower-cased: HTTP header names are case-insensitive (Lambda function URLs lower-case them).
-_EVENT_HEADER: dict[Provider, str] = {"github": "x-github-event", "bitbucket": "x-event-key"}
-_DELIVERY_HEADER: dict[Provider, str] = {"github": "x-github-delivery", "bitbucket": "x-request-uuid"}
+EVENT_HEADER: dict[Provider, str] = {"github": "x-github-event", "bitbucket": "x-event-key"}
+DELIVERY_HEADER: dict[Provider, str] = {"github": "x-github-delivery", "bitbucket": "x-request-uuid"}
 # GitHub's `X-Hub-Signature` is its legacy SHA-1 header; Bitbucket sends SHA-256 under that same name.
-_SIGNATURE_HEADER: dict[Provider, str] = {"github": "x-hub-signature-256", "bitbucket": "x-hub-signature"}
+SIGNATURE_HEADER: dict[Provider, str] = {"github": "x-hub-signature-256", "bitbucket": "x-hub-signature"}
 
 _BRANCH_PREFIX = "refs/heads/"
 _NULL_COMMIT = re.compile(r"0+")
@@ -67,7 +67,7 @@ _Verdict = tuple[Change, ...] | str
 
 def detect_provider(headers: Mapping[str, str]) -> Provider | None:
     names = {name.lower() for name in headers}
-    return next((provider for provider, header in _EVENT_HEADER.items() if header in names), None)
+    return next((provider for provider, header in EVENT_HEADER.items() if header in names), None)
 
 
 def parse_webhook(
@@ -82,14 +82,14 @@ def parse_webhook(
     signature: SignatureState = (
         "unchecked"
         if secrets is None
-        else check_signature(body, lowered.get(_SIGNATURE_HEADER[provider]), secrets)
+        else check_signature(body, lowered.get(SIGNATURE_HEADER[provider]), secrets)
     )
-    verdict = _PARSERS[provider](lowered[_EVENT_HEADER[provider]], payload)
+    verdict = _PARSERS[provider](lowered[EVENT_HEADER[provider]], payload)
     return ParsedEvent(
         changes=() if isinstance(verdict, str) else verdict,
         ignored=one_line(verdict) if isinstance(verdict, str) else None,
         signature=signature,
-        event_id=lowered.get(_DELIVERY_HEADER[provider]),
+        event_id=lowered.get(DELIVERY_HEADER[provider]),
         provider=provider,
     )
 
