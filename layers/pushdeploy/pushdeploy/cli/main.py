@@ -9,7 +9,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from pushdeploy.cli import deployments_cmd, explain_cmd, rules_cmd
+from pushdeploy.cli import (
+    deployments_cmd,
+    explain_cmd,
+    local_cmd,
+    push_cmd,
+    rules_cmd,
+    simulate_cmd,
+    webhook_cmd,
+)
 from pushdeploy.cli.context import add_global_options
 from pushdeploy.errors import PushdeployError, RulesError
 
@@ -25,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain_cmd.register(commands)
     rules_cmd.register(commands)
     deployments_cmd.register(commands)
+    webhook_cmd.register(commands)
+    local_cmd.register(commands)
+    push_cmd.register(commands)
+    simulate_cmd.register(commands)
     return parser
 
 

@@ -1,0 +1,161 @@
+"""`pushdeploy push-image` and `pushdeploy push-commit`: make a push happen, as its source reports it.
+
+- `push-image REPO[:TAG]` (local cloud only): ECR PutImage of a new image, then the `ECR Image Action`
+  event ECR would emit (on AWS, `docker push` does both).
+- `push-commit codecommit REPO BRANCH [COMMIT]` (local cloud only): the `CodeCommit Repository State
+  Change` event of a branch update (on AWS, `git push` does it).
+- `push-commit github|bitbucket REPO BRANCH [COMMIT]`: a push delivery signed with the webhook's secret,
+  POSTed to the webhook with the host's real headers. Works on AWS too: a smoke test of the webhook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from pushdeploy.cli.context import Target, TargetError, add_target_options, resolve
+from pushdeploy.local import pushes
+
+_SECRET_OUTPUTS = {"github": "GitHubWebhookSecretArn", "bitbucket": "BitbucketWebhookSecretArn"}
+_WEBHOOK_TIMEOUT_SECONDS = 15
+
+
+def register(commands: Any) -> None:
+    image = commands.add_parser(
+        "push-image",
+        help="push a new image to ECR and emit ECR's push event (local cloud)",
+        description="ECR PutImage of a new image (a new digest every time) plus the `ECR Image Action` "
+        "event ECR emits. Prints the digest.",
+    )
+    image.add_argument("image", metavar="REPO[:TAG]", help="repository and tag; no tag is an untagged push")
+    image.add_argument("--json", action="store_true", help="print one JSON object")
+    add_target_options(image)
+    image.set_defaults(handler=run_push_image)
+
+    commit = commands.add_parser(
+        "push-commit",
+        help="push a commit: CodeCommit's event, or a signed GitHub/Bitbucket delivery to the webhook",
+    )
+    commit.add_argument("provider", choices=["codecommit", "github", "bitbucket"], metavar="PROVIDER")
+    commit.add_argument(
+        "repository", metavar="REPO", help="owner/name (github, bitbucket); name (codecommit)"
+    )
+    commit.add_argument("branch", metavar="BRANCH")
+    commit.add_argument("commit", nargs="?", metavar="COMMIT", help="commit id (default: a new random one)")
+    commit.add_argument("--json", action="store_true", help="print one JSON object")
+    add_target_options(commit)
+    commit.set_defaults(handler=run_push_commit)
+
+
+def _local_only(args: argparse.Namespace, what: str, instead: str) -> None:
+    if not args.local:
+        raise TargetError(f"{what} acts on the local cloud only (add --local); on AWS, {instead}")
+
+
+def split_image(reference: str) -> tuple[str, str | None]:
+    """`web:v1` -> ("web", "v1"); `team/web` -> ("team/web", None). A tag never contains '/'."""
+    repository, separator, tag = reference.rpartition(":")
+    if not separator or "/" in tag:
+        return reference, None
+    if not repository or not tag:
+        raise TargetError(f"not REPO[:TAG]: {reference}")
+    return repository, tag
+
+
+def run_push_image(args: argparse.Namespace) -> int:
+    _local_only(args, "push-image", "docker push does it and ECR emits the event itself")
+    target = resolve(args)
+    repository, tag = split_image(args.image)
+    ecr = target.client("ecr")
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=repository)
+    manifest = pushes.image_manifest(repository, tag)
+    put: dict[str, Any] = {
+        "repositoryName": repository,
+        "imageManifest": manifest.text,
+        "imageManifestMediaType": pushes.MANIFEST_MEDIA_TYPE,
+        "imageDigest": manifest.digest,  # ECR checks it against the manifest; moto takes it as given
+    }
+    if tag is not None:
+        put["imageTag"] = tag
+    image = ecr.put_image(**put)["image"]
+    digest = str(image["imageId"]["imageDigest"])
+    event_id = _put_event(target, pushes.ecr_push_entry(repository, tag, digest))
+    _report(args, {"repository": repository, "tag": tag, "digest": digest, "event_id": event_id}, digest)
+    return 0
+
+
+def run_push_commit(args: argparse.Namespace) -> int:
+    if args.provider == "codecommit":
+        _local_only(args, "push-commit codecommit", "git push does it and CodeCommit emits the event itself")
+    target = resolve(args)
+    commit = args.commit or pushes.random_commit()
+    if args.provider == "codecommit":
+        return _push_codecommit(args, target, commit)
+    return _push_webhook(args, target, commit)
+
+
+def _push_codecommit(args: argparse.Namespace, target: Target, commit: str) -> int:
+    account = target.extra.get("account")
+    if not account or target.region is None:
+        raise TargetError(f"{target.description} does not say its account and Region")
+    entry = pushes.codecommit_push_entry(
+        args.repository, args.branch, commit, account=account, region=target.region
+    )
+    event_id = _put_event(target, entry)
+    _report(args, {"provider": "codecommit", "commit": commit, "event_id": event_id}, commit)
+    return 0
+
+
+def _push_webhook(args: argparse.Namespace, target: Target, commit: str) -> int:
+    secret = _webhook_secret(target, args.provider)
+    build = pushes.github_push if args.provider == "github" else pushes.bitbucket_push
+    delivery = build(args.repository, args.branch, commit, secret)
+    # WebhookUrl ends with '/', like a Function URL: the provider's path goes right after it.
+    url = target.output("WebhookUrl").rstrip("/") + f"/{args.provider}"
+    status, answer = _post(url, delivery)
+    shown = {
+        "provider": args.provider,
+        "commit": commit,
+        "delivery_id": delivery.delivery_id,
+        "status": status,
+        "answer": answer,
+    }
+    _report(args, shown, f"{commit}\nHTTP {status} {answer}")
+    return 0 if 200 <= status < 300 else 1
+
+
+def _webhook_secret(target: Target, provider: str) -> str:
+    secrets = target.client("secretsmanager")
+    arn = target.output(_SECRET_OUTPUTS[provider])
+    try:
+        return str(secrets.get_secret_value(SecretId=arn)["SecretString"])
+    except secrets.exceptions.ResourceNotFoundException:
+        raise TargetError(f"no webhook secret {arn}") from None
+
+
+def _post(url: str, delivery: pushes.Delivery) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=delivery.body, headers=delivery.headers, method="POST")  # noqa: S310 - http(s) from outputs
+    try:
+        with urllib.request.urlopen(request, timeout=_WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
+            return int(response.status), response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as refused:
+        return int(refused.code), refused.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as error:
+        raise TargetError(f"cannot reach the webhook at {url}: {error}") from None
+
+
+def _put_event(target: Target, entry: dict[str, Any]) -> str:
+    answer = target.client("events").put_events(Entries=[entry])
+    result = answer["Entries"][0]
+    if answer.get("FailedEntryCount") or "EventId" not in result:
+        raise TargetError(f"EventBridge refused the event: {result.get('ErrorMessage', result)}")
+    return str(result["EventId"])
+
+
+def _report(args: argparse.Namespace, fields: dict[str, Any], text: str) -> None:
+    print(json.dumps(fields, indent=2) if args.json else text)
