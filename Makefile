@@ -55,7 +55,7 @@ bench: venv
 	$(BIN)/python benchmarks/webhook_latency.py
 
 demo: venv
-	$(BIN)/python -m pushdeploy.cli.demo
+	$(BIN)/python -m pushdeploy.local.demo
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -66,10 +66,8 @@ def split_image(reference: str) -> tuple[str, str | None]:
     return repository, tag
 
 
-def run_push_image(args: argparse.Namespace) -> int:
-    _local_only(args, "push-image", "docker push does it and ECR emits the event itself")
-    target = resolve(args)
-    repository, tag = split_image(args.image)
+def push_image(target: Target, repository: str, tag: str | None) -> str:
+    """ECR PutImage of a new manifest, then the `ECR Image Action` event AWS would emit. The digest."""
     ecr = target.client("ecr")
     with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
         ecr.create_repository(repositoryName=repository)
@@ -84,8 +82,15 @@ def run_push_image(args: argparse.Namespace) -> int:
         put["imageTag"] = tag
     image = ecr.put_image(**put)["image"]
     digest = str(image["imageId"]["imageDigest"])
-    event_id = _put_event(target, pushes.ecr_push_entry(repository, tag, digest))
-    _report(args, {"repository": repository, "tag": tag, "digest": digest, "event_id": event_id}, digest)
+    _put_event(target, pushes.ecr_push_entry(repository, tag, digest))
+    return digest
+
+
+def run_push_image(args: argparse.Namespace) -> int:
+    _local_only(args, "push-image", "docker push does it and ECR emits the event itself")
+    repository, tag = split_image(args.image)
+    digest = push_image(resolve(args), repository, tag)
+    _report(args, {"repository": repository, "tag": tag, "digest": digest}, digest)
     return 0
 
 
@@ -111,20 +116,21 @@ def _push_codecommit(args: argparse.Namespace, target: Target, commit: str) -> i
     return 0
 
 
-def _push_webhook(args: argparse.Namespace, target: Target, commit: str) -> int:
-    secret = _webhook_secret(target, args.provider)
-    build = pushes.github_push if args.provider == "github" else pushes.bitbucket_push
-    delivery = build(args.repository, args.branch, commit, secret)
+def push_webhook(
+    target: Target, provider: str, repository: str, branch: str, commit: str | None = None
+) -> tuple[int, str]:
+    """A realistic push delivery, signed with the stack's secret, POSTed to its webhook: the answer."""
+    secret = _webhook_secret(target, provider)
+    build = pushes.github_push if provider == "github" else pushes.bitbucket_push
+    delivery = build(repository, branch, commit or pushes.random_commit(), secret)
     # WebhookUrl ends with '/', like a Function URL: the provider's path goes right after it.
-    url = target.output("WebhookUrl").rstrip("/") + f"/{args.provider}"
-    status, answer = _post(url, delivery)
-    shown = {
-        "provider": args.provider,
-        "commit": commit,
-        "delivery_id": delivery.delivery_id,
-        "status": status,
-        "answer": answer,
-    }
+    url = target.output("WebhookUrl").rstrip("/") + f"/{provider}"
+    return _post(url, delivery)
+
+
+def _push_webhook(args: argparse.Namespace, target: Target, commit: str) -> int:
+    status, answer = push_webhook(target, args.provider, args.repository, args.branch, commit)
+    shown = {"provider": args.provider, "commit": commit, "status": status, "answer": answer}
     _report(args, shown, f"{commit}\nHTTP {status} {answer}")
     return 0 if 200 <= status < 300 else 1
 
