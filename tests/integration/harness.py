@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "111122223333"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+CONNECTION = f"arn:aws:apprunner:{REGION}:{ACCOUNT}:connection/github/0123456789abcdef0123456789abcdef"
 TABLES = {"LedgerTable": "test-ledger", "RulesTable": "test-rules", "IdempotencyTable": "test-idempotency"}
 # The webhook secrets every test cloud starts with (AWSCURRENT; no AWSPREVIOUS until rotated).
 WEBHOOK_SECRETS = {
@@ -100,6 +101,23 @@ class Cloud:
                 "AuthenticationConfiguration": {
                     "AccessRoleArn": f"arn:aws:iam::{ACCOUNT}:role/AppRunnerECRAccess"
                 },
+                "AutoDeploymentsEnabled": False,
+            },
+        )
+        arn: str = created["Service"]["ServiceArn"]
+        self.settle_operations()
+        return arn
+
+    def create_code_service(self, name: str, repository_url: str, branch: str = "main") -> str:
+        created = self.apprunner.create_service(
+            ServiceName=name,
+            SourceConfiguration={
+                "CodeRepository": {
+                    "RepositoryUrl": repository_url,
+                    "SourceCodeVersion": {"Type": "BRANCH", "Value": branch},
+                    "CodeConfiguration": {"ConfigurationSource": "REPOSITORY"},
+                },
+                "AuthenticationConfiguration": {"ConnectionArn": CONNECTION},
                 "AutoDeploymentsEnabled": False,
             },
         )

@@ -10,22 +10,6 @@ from pushdeploy.controller import Controller
 from tests.integration.harness import Cloud
 
 DIGESTS = [f"sha256:{n:064x}" for n in range(1, 20)]
-CONNECTION = "arn:aws:apprunner:us-east-1:111122223333:connection/gh/0123456789abcdef0123456789abcdef"
-
-
-@pytest.fixture
-def services(cloud: Cloud) -> dict[str, str]:
-    staging = cloud.create_image_service("web-staging", tag="latest")
-    prod = cloud.create_image_service("web-prod", tag="v1.0.0")
-    cloud.apply_rules(
-        [
-            {"id": "web-staging", "service": staging, "image": {"repository": "web", "tag": "latest"}},
-            {"id": "web-prod", "service": prod, "image": {"repository": "web", "semver": ">=1.2.0,<2.0.0"}},
-        ]
-    )
-    cloud.sim.calls.clear()
-    cloud.apprunner_events.clear()
-    return {"staging": staging, "prod": prod}
 
 
 def test_crash_between_start_and_record_is_adopted_without_a_second_call(
@@ -106,19 +90,7 @@ def test_a_service_busy_with_someone_elses_operation_queues_the_deployment(
 def test_a_refused_deployment_is_an_error_and_the_next_one_starts(
     cloud: Cloud, services: dict[str, str]
 ) -> None:
-    code_service = cloud.apprunner.create_service(
-        ServiceName="code-app",
-        SourceConfiguration={
-            "CodeRepository": {
-                "RepositoryUrl": "https://github.com/acme/app",
-                "SourceCodeVersion": {"Type": "BRANCH", "Value": "main"},
-                "CodeConfiguration": {"ConfigurationSource": "REPOSITORY"},
-            },
-            "AuthenticationConfiguration": {"ConnectionArn": CONNECTION},
-            "AutoDeploymentsEnabled": False,
-        },
-    )["Service"]["ServiceArn"]
-    cloud.settle_operations()
+    code_service = cloud.create_code_service("code-app", "https://github.com/acme/app", "main")
     # A mistaken rule: digest pinning on a code-based service. App Runner cannot do it.
     cloud.apply_rules(
         [
@@ -199,19 +171,7 @@ def test_a_transient_fault_raises_so_lambda_retries(
 
 
 def test_a_webhook_change_forwarded_over_eventbridge_deploys(cloud: Cloud) -> None:
-    code_service = cloud.apprunner.create_service(
-        ServiceName="hello",
-        SourceConfiguration={
-            "CodeRepository": {
-                "RepositoryUrl": "https://github.com/Codertocat/Hello-World",
-                "SourceCodeVersion": {"Type": "BRANCH", "Value": "master"},
-                "CodeConfiguration": {"ConfigurationSource": "REPOSITORY"},
-            },
-            "AuthenticationConfiguration": {"ConnectionArn": CONNECTION},
-            "AutoDeploymentsEnabled": False,
-        },
-    )["Service"]["ServiceArn"]
-    cloud.settle_operations()
+    code_service = cloud.create_code_service("hello", "https://github.com/Codertocat/Hello-World", "master")
     cloud.apply_rules(
         [
             {

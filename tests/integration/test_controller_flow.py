@@ -4,27 +4,9 @@ simulator keeps App Runner's rules (one operation at a time, operations take tim
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.harness import REGISTRY, Cloud
 
 DIGESTS = [f"sha256:{n:064x}" for n in range(1, 20)]
-
-
-@pytest.fixture
-def services(cloud: Cloud) -> dict[str, str]:
-    staging = cloud.create_image_service("web-staging", tag="latest")
-    prod = cloud.create_image_service("web-prod", tag="v1.0.0")
-    cloud.apply_rules(
-        [
-            {"id": "web-staging", "service": staging, "image": {"repository": "web", "tag": "latest"}},
-            {"id": "web-prod", "service": prod, "image": {"repository": "web", "semver": ">=1.2.0,<2.0.0"}},
-        ]
-    )
-    cloud.sim.calls.clear()
-    cloud.apprunner_events.clear()
-    cloud.published()
-    return {"staging": staging, "prod": prod}
 
 
 def test_exact_tag_push_starts_a_deployment_that_succeeds(cloud: Cloud, services: dict[str, str]) -> None:
