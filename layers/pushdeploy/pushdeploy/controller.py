@@ -86,6 +86,18 @@ class Settings:
     undeployed_change_ttl: timedelta = timedelta(days=90)
 
 
+@dataclass(frozen=True)
+class SlotChange:
+    """One planned change of a service's slot: the new slot, the status transitions that go with it (one
+    transaction), and what to do once it is committed."""
+
+    slot: Slot
+    transitions: list[Transition] = field(default_factory=list)
+    created: Deployment | None = None
+    notify: list[tuple[str, str]] = field(default_factory=list)  # (deployment id, what happened)
+    start: str | None = None  # the deployment that now holds the slot and must be started
+
+
 @dataclass
 class DecisionOutcome:
     decision: Decision
@@ -195,18 +207,21 @@ class Controller:
         raise PushdeployError(f"could not record the semver mark of rule {rule_id}: too much contention")
 
     def _admit(self, decision: Decision, deployment: Deployment) -> DecisionOutcome:
-        for _ in range(_MAX_SLOT_ATTEMPTS):
-            slot = self.ledger.slot(deployment.service)
+        held: list[str] = []
+
+        def plan(slot: Slot) -> SlotChange | None:
             already = slot.holding(deployment.artifact)
             if already:
-                return DecisionOutcome(decision, note=f"not deployed: {already}")
+                held.append(already)
+                return None
             admission = admit(slot, deployment.id, deployment.artifact)
             now = self.clock()
-            created = deployment.model_copy(
-                update={"status": Status.STARTING, "claimed_at": now} if admission.start_now else {}
-            )
-            transitions = []
+            if admission.start_now:
+                created = deployment.model_copy(update={"status": Status.STARTING, "claimed_at": now})
+                return SlotChange(admission.slot, created=created, start=deployment.id)
+            transitions, notify = [], [(deployment.id, "Queued")]
             if admission.superseded:
+                detail = f"replaced by the newer deployment {deployment.id} while waiting"
                 transitions.append(
                     self._transition(
                         admission.superseded,
@@ -214,24 +229,21 @@ class Controller:
                         Status.SUPERSEDED,
                         settled_at=now,
                         superseded_by=deployment.id,
-                        detail=f"replaced by the newer deployment {deployment.id} while waiting",
+                        detail=detail,
                     )
                 )
-            try:
-                self.ledger.commit(deployment.service, slot, admission.slot, transitions, created)
-            except SlotConflict:
-                self._back_off()
-                continue
-            except DuplicateDeployment:
-                return DecisionOutcome(decision, deployment.id, "already recorded (event delivered again)")
-            if admission.superseded:
-                self._notify_by_id(admission.superseded, "Superseded")
-            if admission.start_now:
-                self._start(created)
-                return DecisionOutcome(decision, deployment.id)
-            self.notifier.deployment_changed(created, "Queued")
-            return DecisionOutcome(decision, deployment.id, "queued: the service is busy")
-        raise PushdeployError(f"service {deployment.service} is too contended to admit a deployment")
+                notify.insert(0, (admission.superseded, "Superseded"))
+            return SlotChange(admission.slot, transitions, created=deployment, notify=notify)
+
+        try:
+            change = self._change_slot(deployment.service, plan)
+        except DuplicateDeployment:
+            return DecisionOutcome(decision, deployment.id, "already recorded (event delivered again)")
+        if change is None:
+            return DecisionOutcome(decision, note=f"not deployed: {held[-1]}")
+        if change.start == deployment.id:
+            return DecisionOutcome(decision, deployment.id)
+        return DecisionOutcome(decision, deployment.id, "queued: the service is busy")
 
     # --- starting and settling ---------------------------------------------------------------------
 
@@ -286,45 +298,36 @@ class Controller:
             self.notifier.deployment_changed(started, "Started")
 
     def _requeue(self, deployment: Deployment, why: str) -> None:
-        for _ in range(_MAX_SLOT_ATTEMPTS):
-            slot = self.ledger.slot(deployment.service)
+        def plan(slot: Slot) -> SlotChange | None:
             if slot.active != deployment.id:
-                return
+                return None
             new_slot, superseded = requeue(slot, deployment.id)
-            now = self.clock()
             if superseded == deployment.id:
+                detail = f"the service was busy ({why}) and a newer deployment waits"
                 transition = self._transition(
                     deployment.id,
                     Status.STARTING,
                     Status.SUPERSEDED,
-                    settled_at=now,
+                    settled_at=self.clock(),
                     superseded_by=slot.pending,
-                    detail=f"the service was busy ({why}) and a newer deployment waits",
+                    detail=detail,
                 )
-            else:
-                transition = self._transition(
-                    deployment.id,
-                    Status.STARTING,
-                    Status.QUEUED,
-                    claimed_at=None,
-                    detail=f"waiting: the service is busy with another operation ({why})",
-                )
-            try:
-                self.ledger.commit(deployment.service, slot, new_slot, [transition])
-            except SlotConflict:
-                self._back_off()
-                continue
-            self._notify_by_id(deployment.id, "Superseded" if superseded else "Queued")
-            return
+                return SlotChange(new_slot, [transition], notify=[(deployment.id, "Superseded")])
+            detail = f"waiting: the service is busy with another operation ({why})"
+            transition = self._transition(
+                deployment.id, Status.STARTING, Status.QUEUED, claimed_at=None, detail=detail
+            )
+            return SlotChange(new_slot, [transition], notify=[(deployment.id, "Queued")])
+
+        self._change_slot(deployment.service, plan)
 
     def _settle(self, deployment: Deployment, status: Status, **fields: Any) -> None:
         """The active deployment ended: record the outcome, free the slot, start the pending one."""
-        next_id: str | None = None
-        for _ in range(_MAX_SLOT_ATTEMPTS):
-            slot = self.ledger.slot(deployment.service)
+
+        def plan(slot: Slot) -> SlotChange | None:
             current = self.ledger.deployment(deployment.id)
             if current is None or current.status != deployment.status or slot.active != deployment.id:
-                return  # someone else settled it meanwhile
+                return None  # someone else settled it meanwhile
             new_slot, next_id = release(slot, deployment.id, succeeded=status is Status.SUCCEEDED)
             now = self.clock()
             transitions = [
@@ -332,17 +335,11 @@ class Controller:
             ]
             if next_id:
                 transitions.append(self._transition(next_id, Status.QUEUED, Status.STARTING, claimed_at=now))
-            try:
-                self.ledger.commit(deployment.service, slot, new_slot, transitions)
-            except SlotConflict:
-                self._back_off()
-                continue
-            break
-        else:
-            raise PushdeployError(f"service {deployment.service} is too contended to settle {deployment.id}")
-        self._notify_by_id(deployment.id, _EVENT_NAMES[status])
-        if next_id:
-            self._start_by_id(next_id)
+            return SlotChange(
+                new_slot, transitions, notify=[(deployment.id, _EVENT_NAMES[status])], start=next_id
+            )
+
+        self._change_slot(deployment.service, plan)
 
     def _start_by_id(self, deployment_id: str) -> None:
         deployment = self.ledger.deployment(deployment_id)
@@ -381,7 +378,7 @@ class Controller:
                 self._recover_start(active)
             return
         if slot.pending is not None:
-            self._promote(service, slot)
+            self._promote(service)
 
     def _follow(self, deployment: Deployment) -> None:
         operations = self.target.list_operations(deployment.service)
@@ -452,22 +449,39 @@ class Controller:
                 detail=_outcome_detail(operation.id, operation.status),
             )
 
-    def _promote(self, service: str, slot: Slot) -> None:
-        for _ in range(_MAX_SLOT_ATTEMPTS):
+    def _promote(self, service: str) -> None:
+        def plan(slot: Slot) -> SlotChange | None:
             new_slot, next_id = promote(slot)
             if next_id is None:
-                return
+                return None
             transition = self._transition(next_id, Status.QUEUED, Status.STARTING, claimed_at=self.clock())
-            try:
-                self.ledger.commit(service, slot, new_slot, [transition])
-            except SlotConflict:
-                self._back_off()
-                slot = self.ledger.slot(service)
-                continue
-            self._start_by_id(next_id)
-            return
+            return SlotChange(new_slot, [transition], start=next_id)
+
+        self._change_slot(service, plan)
 
     # --- helpers ------------------------------------------------------------------------------------
+
+    def _change_slot(self, service: str, plan: Callable[[Slot], SlotChange | None]) -> SlotChange | None:
+        """Read the service's slot, plan a change, commit it conditioned on the slot's version; on a
+        conflict (another Lambda moved the slot) read again and plan again. Once committed, tell the
+        world and start the deployment that now holds the slot. None when `plan` finds nothing to do.
+        """
+        for _ in range(_MAX_SLOT_ATTEMPTS):
+            slot = self.ledger.slot(service)
+            change = plan(slot)
+            if change is None:
+                return None
+            try:
+                self.ledger.commit(service, slot, change.slot, change.transitions, change.created)
+            except SlotConflict:
+                self._back_off()
+                continue
+            for deployment_id, what in change.notify:
+                self._notify_by_id(deployment_id, what)
+            if change.start:
+                self._start_by_id(change.start)
+            return change
+        raise PushdeployError(f"service {service} is too contended: gave up after {_MAX_SLOT_ATTEMPTS} tries")
 
     @staticmethod
     def _transition(deployment_id: str, from_status: Status, to_status: Status, **fields: Any) -> Transition:
