@@ -137,15 +137,23 @@ def _parse_push(event: Mapping[str, Any]) -> tuple[ParsedEvent, int]:
     return parse_eventbridge_event(event), 0
 
 
+def _count(metrics: MetricsSink | None, name: str, value: float = 1) -> None:
+    if metrics is not None:
+        metrics.add_metric(name=name, unit="Count", value=value)
+
+
 def process_push(event: Any, metrics: MetricsSink | None = None) -> dict[str, Any]:
     """An ECR, CodeCommit or forwarded webhook event: decide, deploy, record."""
     parsed_at = parse_or_dead_letter(event, _parse_push)
     if parsed_at is None:
+        _count(metrics, "EventsRejected")
         return {"status": "rejected"}
     parsed, first_position = parsed_at
     if not parsed.changes:
         logger.info("event ignored", extra={"reason": parsed.ignored})
+        _count(metrics, "EventsIgnored")
         return {"status": "ignored", "reason": parsed.ignored}
+    _count(metrics, "ChangesReceived", len(parsed.changes))
     # No id means no redelivery to recognise; the parsers require one for every real event.
     event_id = parsed.event_id or ""
     engine = controller(metrics)
@@ -164,15 +172,20 @@ def process_operation(event: Any, metrics: MetricsSink | None = None) -> dict[st
     """An App Runner operation status event: confirm with ListOperations and settle."""
     parsed = parse_or_dead_letter(event, parse_eventbridge_event)
     if parsed is None:
+        _count(metrics, "EventsRejected")
         return {"status": "rejected"}
     if parsed.operation is None:
+        _count(metrics, "EventsIgnored")
         return {"status": "ignored", "reason": parsed.ignored}
+    _count(metrics, "OperationEvents")
     controller(metrics).handle_operation(parsed.operation)
     return {"status": "confirmed", "service": parsed.operation.service, "outcome": parsed.operation.outcome}
 
 
 def process_schedule(metrics: MetricsSink | None = None) -> dict[str, Any]:
     report = controller(metrics).reconcile()
+    _count(metrics, "ServicesInFlight", report.services)
+    _count(metrics, "ReconcileFailures", report.failures)
     return {"status": "reconciled", "services": report.services, "failures": report.failures}
 
 
@@ -193,7 +206,10 @@ def once_per_event(
     global _once
     if _once is None:
         _once = _idempotent_runner(context)
-    return _once(event=dict(event), process=process, metrics=metrics)
+    answer = _once(event=dict(event), process=process, metrics=metrics)
+    if answer.get("replayed"):
+        _count(metrics, "EventsReplayed")
+    return answer
 
 
 def _idempotent_runner(context: Any) -> Callable[..., dict[str, Any]]:
@@ -207,7 +223,11 @@ def _idempotent_runner(context: Any) -> Callable[..., dict[str, Any]]:
         table_name=_env("IDEMPOTENCY_TABLE"),
         boto3_client=client("dynamodb"),  # type: ignore[arg-type]
     )
-    config = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=24 * 3600)
+    config = IdempotencyConfig(
+        event_key_jmespath="id",
+        expires_after_seconds=24 * 3600,
+        response_hook=lambda answer, _record: {**answer, "replayed": True},
+    )
     config.register_lambda_context(context)
 
     def run(event: dict[str, Any], process: Callable[..., dict[str, Any]], metrics: Any) -> dict[str, Any]:
