@@ -16,7 +16,7 @@ import pytest
 from pushdeploy.local.intrinsics import Resolver, StackIdentity
 from pushdeploy.local.template import load_template, resources_of_type
 from tests.conftest import ROOT
-from tests.e2e.conftest import ACCOUNT, REGION, LocalCloud, wait_until
+from tests.e2e.cloud import ACCOUNT, REGION, LocalCloud, wait_until
 
 pytestmark = pytest.mark.e2e
 
