@@ -2,9 +2,9 @@
 checks and `benchmarks/burst.py` measures (both call `run_burst`).
 
 Twenty image services, each with one semver rule on its own ECR repository (`app-00` .. `app-19`); ten
-versions per service (v1.0.1 .. v1.0.10) pushed interleaved across the services (every service's v1.0.1,
-then every service's v1.0.2, ...), as fast as the CLI's `push_image` puts them: ECR PutImage, then the
-`ECR Image Action` event on the local bus. Then, once nothing is in flight, the burst must have ended with:
+versions per service (v1.0.1 .. v1.0.10), each service's pushed back to back and in order, several
+services at a time, as fast as the CLI's `push_image` puts them: ECR PutImage, then the `ECR Image Action`
+event on the local bus. Then, once nothing is in flight, the burst must have ended with:
 
 - every service on its newest image (DescribeService shows `...@<digest of v1.0.10>`);
 - no lost change: every push has its change record in the ledger, with its decision;
@@ -32,8 +32,9 @@ from tests.e2e.cloud import REGISTRY, LocalCloud
 
 SERVICES = 20
 VERSIONS = 10
-# The local cloud the burst runs on: App Runner operations of about a second, the reconciler every 2 s.
-CLOUD_OPTIONS = ("--operation-seconds", "1", "--reconcile-seconds", "2")
+# The local cloud the burst runs on: App Runner operations of 6 s, the reconciler every 2 s.
+# An operation outlasts the gap between two pushes to one service, so deployments queue and supersede.
+CLOUD_OPTIONS = ("--operation-seconds", "6", "--reconcile-seconds", "2")
 SETTLE_TIMEOUT_SECONDS = 150.0
 PUSHERS = 8  # pushes in flight at once
 PUSH_FUNCTION = "ImagePushedFunction"
@@ -113,7 +114,6 @@ def run_burst(
             for name, arn in zip(names, arns, strict=True)
         ],
     )
-    detach_schedule_rules(cloud)
     target = reusing_clients(cloud.target)
     ecr = target.client("ecr")
     for repository in repositories.values():  # before the clock starts: a push creates it otherwise
@@ -125,12 +125,15 @@ def run_burst(
     pushed: list[Push] = []
     began_at = datetime.now(UTC)
     began = time.perf_counter()
-    # Round after round (every service's v1.0.1, then every service's v1.0.2, ...); within a round the
-    # pushes go out concurrently, so one service's versions are still pushed in order.
+
+    # Each service's versions back to back and in order, `PUSHERS` services at a time: a service's next
+    # push then arrives while its previous deployment still runs, so deployments queue and supersede.
+    def push_versions(arn: str) -> list[Push]:
+        return [push(arn, f"v1.0.{version}") for version in range(1, versions + 1)]
+
     with ThreadPoolExecutor(max_workers=PUSHERS) as pool:
-        for version in range(1, versions + 1):
-            tag = f"v1.0.{version}"
-            pushed.extend(pool.map(push, repositories, [tag] * len(repositories)))
+        for pushes_of_one_service in pool.map(push_versions, repositories):
+            pushed.extend(pushes_of_one_service)
     push_seconds = time.perf_counter() - began
 
     report = BurstReport(len(arns), len(pushed), push_seconds, None)
@@ -143,20 +146,6 @@ def run_burst(
     if settled:
         report.settle_seconds = (max(settled) - began_at).total_seconds()
     return report
-
-
-def detach_schedule_rules(cloud: LocalCloud) -> None:
-    """Leave the reconciler to `local up`'s timer alone, as on AWS. moto delivers every event put on a bus
-    to the targets of its schedule rules (a rule without a pattern matches everything there), so in the
-    local cloud each push, App Runner status event and pushdeploy notification would run the reconciler
-    too: several hundred extra runs in a burst, which would then measure moto rather than pushdeploy.
-    The timer queues the reconciler's ticks itself and does not need the rules' targets."""
-    events = cloud.client("events")
-    for rule in events.list_rules()["Rules"]:
-        if rule.get("ScheduleExpression"):
-            targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
-            if targets:
-                events.remove_targets(Rule=rule["Name"], Ids=[target["Id"] for target in targets])
 
 
 def _wait_settled(cloud: LocalCloud, timeout: float) -> bool:

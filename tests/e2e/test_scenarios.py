@@ -147,6 +147,7 @@ def test_a_start_the_ledger_never_recorded_is_adopted_not_repeated(
     assert adopted.status == "succeeded"
     assert adopted.operation_id == operation["Id"]
     assert adopted.operation_status == "SUCCEEDED"
+    assert adopted.adopted  # the ledger keeps that the reconciler found it
     # The start time is App Runner's, not the reconciler's: it adopted, it did not start anew.
     assert adopted.started_at is not None
     assert abs((adopted.started_at - operation["StartedAt"]).total_seconds()) < 0.01

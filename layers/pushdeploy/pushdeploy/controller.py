@@ -281,7 +281,12 @@ class Controller:
         self._record_start(deployment, operation_id, self.clock(), "App Runner accepted the deployment")
 
     def _record_start(
-        self, deployment: Deployment, operation_id: str, started_at: datetime, detail: str
+        self,
+        deployment: Deployment,
+        operation_id: str,
+        started_at: datetime,
+        detail: str,
+        adopted: bool = False,
     ) -> None:
         fields = {
             "operation_id": operation_id,
@@ -289,6 +294,7 @@ class Controller:
             "operation_status": "IN_PROGRESS",
             "detail": detail,
             "attempts": deployment.attempts + 1,
+            "adopted": adopted,
         }
         moved = self.ledger.update(
             self._transition(deployment.id, Status.STARTING, Status.IN_PROGRESS, **fields)
@@ -438,7 +444,7 @@ class Controller:
     def _adopt(self, deployment: Deployment, operation: Operation) -> None:
         started_at = operation.started_at or self.clock()
         detail = f"adopted operation {operation.id}, whose start was not recorded"
-        self._record_start(deployment, operation.id, started_at, detail)
+        self._record_start(deployment, operation.id, started_at, detail, adopted=True)
         adopted = self.ledger.deployment(deployment.id)
         outcome = settled_status(operation.status)
         if adopted is not None and adopted.status is Status.IN_PROGRESS and outcome is not None:

@@ -124,6 +124,9 @@ class Deployment(BaseModel):
     stuck_at: datetime | None = None
     superseded_by: str | None = None
     detail: str | None = None  # what happened last, in words (operation outcome, App Runner's refusal...)
+    # True when the operation was found by the reconciler rather than recorded when it was started (the
+    # handler died between calling App Runner and writing the answer): proof that nothing ran twice.
+    adopted: bool = False
     attempts: int = 0  # calls made to App Runner for it
 
     @property
@@ -183,6 +186,7 @@ class Deployment(BaseModel):
             "superseded_by": self.superseded_by,
             "stuck_at": iso(self.stuck_at),
             "detail": self.detail,
+            "adopted": self.adopted,
             "change_id": self.change_id,
         }
 

@@ -221,7 +221,7 @@ def _wire_events(spec: FunctionSpec, stack: LocalStack, clients: Clients) -> Non
     for rule in spec.rules:
         _put_rule(clients.events, spec, rule, arn)
     for schedule in spec.schedules:
-        _put_schedule(clients.events, spec, schedule, arn)
+        _put_schedule(clients.events, schedule)
 
 
 def _put_rule(events: EventBridgeClient, spec: FunctionSpec, rule: RuleSpec, queue_arn: str) -> None:
@@ -243,18 +243,15 @@ def _put_rule(events: EventBridgeClient, spec: FunctionSpec, rule: RuleSpec, que
     events.put_targets(Rule=rule.rule_name, EventBusName=rule.bus_name, Targets=[target])  # type: ignore[list-item]
 
 
-def _put_schedule(
-    events: EventBridgeClient, spec: FunctionSpec, schedule: ScheduleSpec, queue_arn: str
-) -> None:
-    """The rule exists (so the local rules mirror the template); its ticks come from `local up`'s timer,
-    at the local interval, since moto does not fire schedules."""
+def _put_schedule(events: EventBridgeClient, schedule: ScheduleSpec) -> None:
+    """The rule exists (so the local rules mirror the template) but has no target: moto never fires a
+    schedule, and it delivers every event put on the bus to a schedule rule's targets (a rule without a
+    pattern matches everything there), which would run the reconciler on every push. Its ticks come from
+    `local up`'s timer instead, at the local interval, straight into the function's queue."""
     events.put_rule(
         Name=schedule.rule_name,
         ScheduleExpression=schedule.expression,
         State="ENABLED" if schedule.enabled else "DISABLED",
-    )
-    events.put_targets(
-        Rule=schedule.rule_name, Targets=[{"Id": _target_id(spec, schedule.event_name), "Arn": queue_arn}]
     )
 
 
