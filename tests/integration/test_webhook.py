@@ -22,7 +22,6 @@ from tests.integration.harness import TABLES, WEBHOOK_SECRETS, Cloud
 
 GITHUB_REPO = "Codertocat/Hello-World"  # github-push.body.json
 BITBUCKET_REPO = "team_name/repo_name"  # bitbucket-push.body.json
-CONNECTION = "arn:aws:apprunner:us-east-1:111122223333:connection/github/0123456789abcdef0123456789abcdef"
 GITHUB_PUSH = (PAYLOADS / "github-push.body.json").read_bytes()
 BITBUCKET_PUSH = (PAYLOADS / "bitbucket-push.body.json").read_bytes()
 DELIVERY = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
@@ -121,8 +120,10 @@ def details(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def code_services(cloud: Cloud) -> dict[str, str]:
     """Code-based App Runner services, with rules watching the fixtures' repositories."""
     services = {
-        "github": _code_service(cloud, "hello-world", f"https://github.com/{GITHUB_REPO}", "master"),
-        "bitbucket": _code_service(cloud, "team-repo", f"https://bitbucket.org/{BITBUCKET_REPO}", "main"),
+        "github": cloud.create_code_service("hello-world", f"https://github.com/{GITHUB_REPO}", "master"),
+        "bitbucket": cloud.create_code_service(
+            "team-repo", f"https://bitbucket.org/{BITBUCKET_REPO}", "main"
+        ),
     }
     cloud.apply_rules(
         [
@@ -140,24 +141,6 @@ def code_services(cloud: Cloud) -> dict[str, str]:
     )
     cloud.sim.calls.clear()
     return services
-
-
-def _code_service(cloud: Cloud, name: str, url: str, branch: str) -> str:
-    created = cloud.apprunner.create_service(
-        ServiceName=name,
-        SourceConfiguration={
-            "CodeRepository": {
-                "RepositoryUrl": url,
-                "SourceCodeVersion": {"Type": "BRANCH", "Value": branch},
-                "CodeConfiguration": {"ConfigurationSource": "REPOSITORY"},
-            },
-            "AuthenticationConfiguration": {"ConnectionArn": CONNECTION},
-            "AutoDeploymentsEnabled": False,
-        },
-    )
-    cloud.settle_operations()
-    arn: str = created["Service"]["ServiceArn"]
-    return arn
 
 
 def logged(caplog: pytest.LogCaptureFixture) -> str:
@@ -285,7 +268,7 @@ def test_after_a_rule_is_added_redelivering_a_no_rule_push_forwards_it(cloud: Cl
     assert body_of(cloud.webhook("/github", GITHUB_PUSH, github_headers(GITHUB_PUSH)))["forwarded"] == 0
     assert items(cloud, "IdempotencyTable") == []
 
-    service = _code_service(cloud, "hello-world", f"https://github.com/{GITHUB_REPO}", "master")
+    service = cloud.create_code_service("hello-world", f"https://github.com/{GITHUB_REPO}", "master")
     rule = {"provider": "github", "repository": GITHUB_REPO, "branch": "master"}
     cloud.apply_rules([{"id": "hello-world", "service": service, "code": rule}])
     again = cloud.webhook("/github", GITHUB_PUSH, github_headers(GITHUB_PUSH))
