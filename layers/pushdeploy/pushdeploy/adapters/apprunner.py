@@ -33,23 +33,7 @@ if TYPE_CHECKING:
 DeployAction = Literal["start_deployment", "update_service"]
 _T = TypeVar("_T")
 
-# Error codes that mean "slow down or try again", whatever their HTTP status.
-_RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "PriorRequestNotComplete",
-        "InternalServiceErrorException",
-        "ServiceUnavailable",
-        "InternalFailure",
-    }
-)
+# Throttling: the request was refused unprocessed, so retrying it can never act twice.
 _THROTTLING_CODES = frozenset(
     {
         "Throttling",
@@ -60,6 +44,15 @@ _THROTTLING_CODES = frozenset(
         "RequestLimitExceeded",
     }
 )
+# Error codes that mean "slow down or try again", whatever their HTTP status.
+_RETRYABLE_CODES = _THROTTLING_CODES | {
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "PriorRequestNotComplete",
+    "InternalServiceErrorException",
+    "ServiceUnavailable",
+    "InternalFailure",
+}
 # A service status no waiting will change: refusing to deploy there is permanent, not busy.
 _PERMANENT_STATUS = re.compile(r"\b(PAUSED|DELETED|CREATE_FAILED|DELETE_FAILED)\b", re.IGNORECASE)
 # How App Runner words "the service is busy" when it answers InvalidRequestException.

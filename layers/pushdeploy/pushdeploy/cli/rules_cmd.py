@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from pushdeploy.adapters.rules_store import RulesDiff, RulesStore
+from pushdeploy.adapters.rules_store import RulesDiff, RulesStore, diff_rules
 from pushdeploy.cli.context import add_target_options, resolve
 from pushdeploy.domain.rules import Rule, build_index, load_rules_file
 
@@ -48,8 +48,6 @@ def run_apply(args: argparse.Namespace) -> int:
     store = _store(args)
     current = store.all_rules()
     if args.dry_run:
-        from pushdeploy.adapters.rules_store import diff_rules
-
         print(describe_diff(diff_rules(current, wanted), applied=False))
         return 0
     print(describe_diff(store.apply(current, wanted), applied=True))
