@@ -109,16 +109,18 @@ def test_a_start_the_ledger_never_recorded_is_adopted_not_repeated(
     started_events = listen(cloud, service, "Deployment Started")
     digest = put_image(cloud, "e2e-crash", "latest")
     controller = _controller(cloud)
-    record_start = controller._record_start
+    record_start = controller.runner._record_start
     crashes: list[str] = []
 
-    def crash_once(deployment: Deployment, operation_id: str, started_at: datetime, detail: str) -> None:
+    def crash_once(
+        deployment: Deployment, operation_id: str, started_at: datetime, detail: str, *args: Any, **kw: Any
+    ) -> bool:
         if not crashes:
             crashes.append(operation_id)
             raise SimulatedCrash("the function died before writing the operation id")
-        record_start(deployment, operation_id, started_at, detail)
+        return record_start(deployment, operation_id, started_at, detail, *args, **kw)
 
-    monkeypatch.setattr(controller, "_record_start", crash_once)
+    monkeypatch.setattr(controller.runner, "_record_start", crash_once)
     change = Change(
         kind="image",
         source="ecr",

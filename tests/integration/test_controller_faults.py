@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pushdeploy.controller import Controller
+from pushdeploy.runner import Runner
 from tests.integration.harness import Cloud
 
 DIGESTS = [f"sha256:{n:064x}" for n in range(1, 20)]
@@ -20,7 +20,7 @@ def test_crash_between_start_and_record_is_adopted_without_a_second_call(
 
     event = cloud.ecr_push_event("latest", DIGESTS[0])
     with monkeypatch.context() as patch:
-        patch.setattr(Controller, "_record_start", crash)
+        patch.setattr(Runner, "_record_start", crash)
         with pytest.raises(ConnectionError):
             cloud.invoke("image_pushed", event)
     assert len(cloud.calls("StartDeployment")) == 1
@@ -69,7 +69,7 @@ def test_an_older_semver_tag_is_not_deployed(cloud: Cloud, services: dict[str, s
     change = cloud.ledger.change(older["changes"][0])
     assert change is not None
     (decision,) = [d for d in change["decisions"] if d["rule"] == "web-prod"]
-    assert decision["note"] == "not deployed: tag v1.4.0 is not newer than v1.5.0, deployed last by web-prod"
+    assert decision["note"].startswith("not deployed: v1.4.0 is older than or equal to v1.5.0, live since ")
     assert same["deployments"] == []
 
 

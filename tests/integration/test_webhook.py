@@ -176,6 +176,10 @@ def test_a_signed_github_push_is_forwarded_and_answered_202(
         "delivery_id": DELIVERY,
         "provider": "github",
         "position": 0,
+        # What orders this push against others: GitHub's push time and the commit it moved from
+        # (`before` is all zeros: the branch was created).
+        "pushed_at": "2019-05-15T15:20:57+00:00",
+        "previous_commit": None,
     }
     # The webhook records nothing itself for a watched push: the commit function decides and records.
     assert items(cloud, "LedgerTable") == []
@@ -281,7 +285,8 @@ def test_after_a_rule_is_added_redelivering_a_no_rule_push_forwards_it(cloud: Cl
     (event,) = cloud.forwarded()
     cloud.invoke("commit_pushed", event)
     assert cloud.statuses(service) == ["in_progress"]
-    # The same change id: the controller's record replaces the 'no rule' one.
+    # The same change id: the controller's record is what the change shows now; the 'no rule' note
+    # stays as it was written (records are never overwritten).
     recorded = cloud.ledger.change(change_id_for(DELIVERY, 0))
     assert recorded is not None
     assert len(recorded["decisions"]) == 1

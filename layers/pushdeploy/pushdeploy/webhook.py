@@ -446,9 +446,7 @@ def _sort_out(
     notes: list[str] = []
     for position, change in enumerate(changes):
         if state.rules.watching(change):
-            forwarded = ForwardedChange(
-                change=change, delivery_id=delivery_id, provider=delivery.provider, position=position
-            )
+            forwarded = ForwardedChange.of(change, delivery_id, delivery.provider, position)
             watched.append(forwarded)
         else:
             notes.append(_record_unwatched(state.ledger, change, ids[position], delivery_id))
@@ -482,7 +480,7 @@ def _record_unwatched(ledger: Ledger, change: Change, change_id: str, delivery_i
         "event_id": delivery_id,
         "received_at": now,
     }
-    ledger.record_change(change_id, attributes, expires)
+    ledger.record_unwatched(change_id, attributes, expires)
     return note
 
 

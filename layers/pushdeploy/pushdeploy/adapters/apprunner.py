@@ -2,7 +2,8 @@
 
 The controller sees only `DeployTarget` and three outcomes besides success: `TargetBusy` (the service
 runs an operation; App Runner has no queue and no cancel, so try later), `TargetUnavailable` (throttled
-or failing server-side even after retries) and `TargetRejected` (permanent: fix the rule or service).
+or failing server-side even after retries) and `TargetRejected` (permanent: fix the rule or service;
+`TargetGone` when the service no longer exists or can never run again).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, ParamValidationError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from pushdeploy.domain.evidence import Operation
 from pushdeploy.errors import PushdeployError
 
 if TYPE_CHECKING:
@@ -55,6 +57,8 @@ _RETRYABLE_CODES = _THROTTLING_CODES | {
 }
 # A service status no waiting will change: refusing to deploy there is permanent, not busy.
 _PERMANENT_STATUS = re.compile(r"\b(PAUSED|DELETED|CREATE_FAILED|DELETE_FAILED)\b", re.IGNORECASE)
+# A service in one of these will never run a deployment again.
+_GONE_STATUSES = frozenset({"DELETED", "CREATE_FAILED", "DELETE_FAILED"})
 # How App Runner words "the service is busy" when it answers InvalidRequestException.
 _BUSY_WORDING = re.compile(r"OPERATION_IN_PROGRESS|in progress|\bstate\b|\bstatus\b", re.IGNORECASE)
 
@@ -82,30 +86,38 @@ class TargetRejected(TargetError):
     """Permanent: no such service, invalid input, or a service that cannot deploy (paused, deleted)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Operation:
-    """One App Runner operation as ListOperations reports it; times are UTC."""
+class TargetGone(TargetRejected):
+    """The service does not exist any more (ResourceNotFound, DELETED) or never came up (CREATE_FAILED)."""
 
-    id: str
-    type: str
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    """What DescribeService says a service is and runs."""
+
     status: str
-    target_arn: str
-    started_at: datetime | None
-    ended_at: datetime | None
-    updated_at: datetime | None
+    # The image identifier, or a code service's `<repository url>#<branch>`: what a deployment deploys.
+    configured: str
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """App Runner accepted a deployment: its operation, and what the service was configured with."""
+
+    operation_id: str
+    configured: str
 
 
 class DeployTarget(Protocol):
-    def deploy(self, service_arn: str, action: DeployAction, image: str | None) -> str:
-        """Start a deployment and return its operation id."""
+    def deploy(self, service_arn: str, action: DeployAction, image: str | None) -> Started:
+        """Start a deployment: its operation id and what it deploys."""
         ...
 
-    def list_operations(self, service_arn: str) -> list[Operation]:
-        """The service's most recent operations, newest first."""
+    def list_operations(self, service_arn: str, since: datetime | None = None) -> list[Operation]:
+        """The service's operations, newest first: the first page, or back to `since`."""
         ...
 
-    def service_status(self, service_arn: str) -> str:
-        """The service's status (`RUNNING`, `OPERATION_IN_PROGRESS`, `PAUSED`, ...)."""
+    def describe(self, service_arn: str) -> ServiceView:
+        """The service's status and configured source."""
         ...
 
 
@@ -132,32 +144,54 @@ class AppRunnerTarget:
         self._base_delay = base_delay
         self._max_delay = max_delay
 
-    def deploy(self, service_arn: str, action: DeployAction, image: str | None) -> str:
-        """StartDeployment (redeploy what the service tracks) or UpdateService to `image`."""
+    def deploy(self, service_arn: str, action: DeployAction, image: str | None) -> Started:
+        """StartDeployment (redeploy what the service is configured with, which DescribeService tells
+        first) or UpdateService to `image`."""
         if action == "start_deployment":
             if image is not None:
                 raise ValueError("start_deployment deploys the configured source and takes no image")
+            described = self._deployable(self._describe(service_arn), "StartDeployment")
             started = self._call(
                 f"StartDeployment on {service_arn}",
                 lambda: self._client.start_deployment(ServiceArn=service_arn),
             )
-            return started["OperationId"]
+            return Started(started["OperationId"], _configured(described))
         if action == "update_service":
             if not image:
                 raise ValueError("update_service needs an image")
-            return self._update_image(service_arn, image)
+            return Started(self._update_image(service_arn, image), image)
         raise ValueError(f"unknown deploy action: {action!r}")
 
-    def list_operations(self, service_arn: str) -> list[Operation]:
-        """The first page of ListOperations (up to 20, newest first): what settles recent deployments."""
-        listed = self._call(
-            f"ListOperations on {service_arn}",
-            lambda: self._client.list_operations(ServiceArn=service_arn, MaxResults=20),
-        )
-        return [_operation(summary) for summary in listed.get("OperationSummaryList", [])]
+    def list_operations(self, service_arn: str, since: datetime | None = None) -> list[Operation]:
+        """ListOperations, newest first: the first page (20), or every page back to `since`."""
+        operations: list[Operation] = []
+        request: dict[str, Any] = {"ServiceArn": service_arn, "MaxResults": 20}
+        while True:
+            listed = self._call(
+                f"ListOperations on {service_arn}", lambda: self._client.list_operations(**request)
+            )
+            page = [_operation(summary) for summary in listed.get("OperationSummaryList", [])]
+            operations.extend(page)
+            token = listed.get("NextToken")
+            oldest = page[-1].started_at if page else None
+            if since is None or token is None or oldest is None or oldest < since:
+                return operations
+            request["NextToken"] = token
 
-    def service_status(self, service_arn: str) -> str:
-        return self._describe(service_arn)["Status"]
+    def describe(self, service_arn: str) -> ServiceView:
+        service = self._describe(service_arn)
+        return ServiceView(service["Status"], _configured(service))
+
+    @staticmethod
+    def _deployable(service: ServiceTypeDef, call: str) -> ServiceTypeDef:
+        arn, status = service["ServiceArn"], service["Status"]
+        if status == "OPERATION_IN_PROGRESS":
+            raise TargetBusy(f"{call} on {arn}: the service has an operation in progress")
+        if status in _GONE_STATUSES:
+            raise TargetGone(f"{call} on {arn}: the service is {status}")
+        if _PERMANENT_STATUS.fullmatch(status):
+            raise TargetRejected(f"{call} on {arn}: the service is {status}")
+        return service
 
     def _describe(self, service_arn: str) -> ServiceTypeDef:
         described = self._call(
@@ -167,7 +201,7 @@ class AppRunnerTarget:
         return described["Service"]
 
     def _update_image(self, service_arn: str, image: str) -> str:
-        source = _image_source(self._describe(service_arn), image)
+        source = _image_source(self._deployable(self._describe(service_arn), "UpdateService"), image)
         updated = self._call(
             f"UpdateService on {service_arn}",
             lambda: self._client.update_service(ServiceArn=service_arn, SourceConfiguration=source),
@@ -202,11 +236,7 @@ def _image_source(service: ServiceTypeDef, image: str) -> SourceConfigurationTyp
     UpdateService replaces the ImageRepository block whole, so its type and configuration (port,
     environment, secrets, start command) are carried over, with the access role and deployment mode.
     """
-    arn, status = service["ServiceArn"], service["Status"]
-    if status == "OPERATION_IN_PROGRESS":
-        raise TargetBusy(f"UpdateService on {arn}: the service has an operation in progress")
-    if _PERMANENT_STATUS.fullmatch(status):
-        raise TargetRejected(f"UpdateService on {arn}: the service is {status}")
+    arn = service["ServiceArn"]
     current = service["SourceConfiguration"]
     repository = current.get("ImageRepository")
     if repository is None:
@@ -226,6 +256,16 @@ def _image_source(service: ServiceTypeDef, image: str) -> SourceConfigurationTyp
     return source
 
 
+def _configured(service: ServiceTypeDef) -> str:
+    source = service["SourceConfiguration"]
+    if "ImageRepository" in source:
+        return source["ImageRepository"]["ImageIdentifier"]
+    code = source.get("CodeRepository")
+    if code is None:
+        return ""
+    return f"{code['RepositoryUrl']}#{code['SourceCodeVersion']['Value']}"
+
+
 def _failure(what: str, error: ClientError | BotoCoreError) -> TargetError:
     if isinstance(error, BotoCoreError):
         if isinstance(error, BotoConnectionError | HTTPClientError):
@@ -238,6 +278,8 @@ def _failure(what: str, error: ClientError | BotoCoreError) -> TargetError:
     text = f"{what}: {code}: {message}"
     if code in _RETRYABLE_CODES or status >= 500 or status == 429:
         return TargetUnavailable(text, code=code)
+    if code == "ResourceNotFoundException":
+        return TargetGone(text, code=code)
     if _PERMANENT_STATUS.search(message):
         return TargetRejected(text, code=code)
     busy_request = code == "InvalidRequestException" and _BUSY_WORDING.search(message) is not None

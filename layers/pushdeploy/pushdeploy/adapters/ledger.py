@@ -4,30 +4,37 @@ One table (single-table design). Items:
 - `DEPLOYMENT#<id>` / `DEPLOYMENT`: a deployment. GSIs: ByService (service, created_key) for a service's
   history newest first; InFlight (inflight, created_key), sparse, only while queued/starting/in progress,
   for the reconciler; ByStatus (status, created_key); ByArtifact (artifact, created_key) by digest or commit.
-- `SERVICE#<arn>` / `SLOT`: the service's active and pending deployment, with a version number. Every slot
-  change is one transaction conditioned on that version, so concurrent Lambdas cannot both start a
-  deployment on one service.
-- `CHANGE#<id>` / `CHANGE`: a change with all its decisions and what became of each; expires (TTL) when no
-  rule deployed it.
-- `RULE#<id>` / `SEMVER`: the highest version a semver rule has deployed.
+- `SERVICE#<arn>` / `SLOT`: the service's active, pending and live deployment, each with its place in its
+  rule's order, and a version number. Every slot change is one transaction conditioned on that version,
+  so concurrent Lambdas cannot both start a deployment on one service, nor both pass an order check.
+- `SERVICE#<arn>` / `FAILED#<artifact>`: an artifact that failed or rolled back there (never redeployed
+  automatically), written in the transaction that settles it.
+- `SERVICE#<arn>` / `OUTSIDE#<operation id>`: an App Runner operation pushdeploy did not start.
+- `CHANGE#<id>` / `DECISION#<rule>`: a decision that created a deployment, in the admission's transaction.
+- `CHANGE#<id>` / `CHANGE`: a change with all its decisions and what became of each, written once when it
+  has been decided; expires (TTL) when no rule deployed it.
+
+Nothing is overwritten: records are created with `attribute_not_exists` and moved only by conditional
+updates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pushdeploy.domain.deployments import IN_FLIGHT, Deployment, Slot, Status
+from pushdeploy.domain.deployments import IN_FLIGHT, Attempt, Deployment, Status
+from pushdeploy.domain.slot import Entry, Slot
 from pushdeploy.errors import PushdeployError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-_DATETIME_FIELDS = ("created_at", "claimed_at", "started_at", "settled_at", "stuck_at")
+_DATETIME_FIELDS = ("created_at", "claimed_at", "started_at", "settled_at", "stuck_at", "pushed_at")
 _DEPLOYMENT_SK = "DEPLOYMENT"
 _SLOT_SK = "SLOT"
 
@@ -38,6 +45,14 @@ class SlotConflict(PushdeployError):
 
 class DuplicateDeployment(PushdeployError):
     """A deployment with this id is already recorded (the same change handled twice)."""
+
+
+@dataclass(frozen=True)
+class Put:
+    """An item to create in a slot's transaction, only if it does not exist yet."""
+
+    item: Mapping[str, Any]
+    only_if_new: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,8 +137,26 @@ def deployment_from_item(item: Mapping[str, Any]) -> Deployment:
             plain[name] = datetime.fromisoformat(plain[name])
     if "attempts" in plain:
         plain["attempts"] = int(plain["attempts"])
+    plain["attempt_log"] = tuple(_attempt(record) for record in plain.get("attempt_log") or [])
     known = Deployment.model_fields
     return Deployment.model_validate({name: value for name, value in plain.items() if name in known})
+
+
+def _attempt(record: Mapping[str, Any]) -> Attempt:
+    until = record.get("until")
+    return Attempt(
+        at=datetime.fromisoformat(record["at"]),
+        until=datetime.fromisoformat(until) if until else None,
+        outcome=record.get("outcome"),
+    )
+
+
+def attempt_record(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "at": attempt.at.isoformat(),
+        "until": attempt.until.isoformat() if attempt.until else None,
+        "outcome": attempt.outcome,
+    }
 
 
 class Ledger:
@@ -145,12 +178,10 @@ class Ledger:
             return Slot()
         plain = _plain(found)
         return Slot(
-            active=plain.get("active"),
-            pending=plain.get("pending"),
+            active=Entry.from_record(plain.get("active")),
+            pending=Entry.from_record(plain.get("pending")),
+            live=Entry.from_record(plain.get("live")),
             version=int(plain["version"]),
-            active_artifact=plain.get("active_artifact"),
-            pending_artifact=plain.get("pending_artifact"),
-            live_artifact=plain.get("live_artifact"),
         )
 
     def commit(
@@ -160,25 +191,20 @@ class Ledger:
         new: Slot,
         transitions: Sequence[Transition] = (),
         created: Deployment | None = None,
+        puts: Sequence[Put] = (),
     ) -> None:
         """Atomically: replace the slot (if still at `expected.version`), apply status transitions (each
-        only from its expected status), and record a new deployment (only if its id is new).
+        only from its expected status), record a new deployment (only if its id is new) and create other
+        items (decisions, failure marks), each only if new.
 
         Raises SlotConflict when the slot or a deployment moved meanwhile, DuplicateDeployment when
         `created` is already recorded.
         """
         actions: list[dict[str, Any]] = []
         if created is not None:
-            actions.append(
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": deployment_item(created),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
+            actions.append(self._create(deployment_item(created)))
         actions.append(self._slot_put(service, expected, new))
+        actions.extend(self._put(put) for put in puts)
         actions.extend(self._transition_update(t) for t in transitions)
         try:
             self._client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
@@ -192,6 +218,16 @@ class Ledger:
                 raise SlotConflict(service) from None
             raise
 
+    def _create(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+        }
+
+    def _put(self, put: Put) -> dict[str, Any]:
+        if put.only_if_new:
+            return self._create(_item(put.item))
+        return {"Put": {"TableName": self._table, "Item": _item(put.item)}}
+
     def _slot_put(self, service: str, expected: Slot, new: Slot) -> dict[str, Any]:
         item = _item(
             {
@@ -199,12 +235,10 @@ class Ledger:
                 "sk": _SLOT_SK,
                 "kind": "slot",
                 "service": service,
-                "active": new.active,
-                "pending": new.pending,
+                "active": new.active.as_record() if new.active else None,
+                "pending": new.pending.as_record() if new.pending else None,
+                "live": new.live.as_record() if new.live else None,
                 "version": new.version,
-                "active_artifact": new.active_artifact,
-                "pending_artifact": new.pending_artifact,
-                "live_artifact": new.live_artifact,
             }
         )
         if expected.version == 0:
@@ -250,28 +284,18 @@ class Ledger:
 
     def record(self, deployment: Deployment) -> bool:
         """Record a deployment that never takes a slot (dry run). False if it was already recorded."""
-        try:
-            self._client.put_item(
+        return self._conditional(
+            lambda: self._client.put_item(
                 TableName=self._table,
                 Item=deployment_item(deployment),
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        )
 
     def update(self, transition: Transition) -> bool:
         """Apply one transition that does not touch the slot. False if the deployment had moved on."""
         update = self._transition_update(transition)["Update"]
-        try:
-            self._client.update_item(**update)
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._conditional(lambda: self._client.update_item(**update))
 
     def deployment(self, deployment_id: str) -> Deployment | None:
         found = self._client.get_item(
@@ -326,11 +350,11 @@ class Ledger:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    # --- changes and semver marks ----------------------------------------------------------------
+    # --- changes and decisions -------------------------------------------------------------------
 
-    def record_change(self, change_id: str, attributes: Mapping[str, Any], expires_at: int | None) -> None:
-        """Record a change and its decisions. Re-recording the same change (a redelivery) overwrites it
-        with the same content, so the audit trail keeps one entry per change."""
+    def record_change(self, change_id: str, attributes: Mapping[str, Any], expires_at: int | None) -> bool:
+        """Record a change and all its decisions, once: a redelivered or retried event finds it recorded
+        and leaves it as it is. False when it was already recorded."""
         item = {
             **attributes,
             "pk": f"CHANGE#{change_id}",
@@ -339,32 +363,143 @@ class Ledger:
             "change_id": change_id,
             "expires_at": expires_at,
         }
-        self._client.put_item(TableName=self._table, Item=_item(item))
+        return self._put_new(item)
+
+    def record_unwatched(self, change_id: str, attributes: Mapping[str, Any], expires_at: int) -> bool:
+        """Record a webhook push that no rule watched, once. Kept apart from the change's record, which
+        the controller writes if a rule watches the repository when the push is delivered again."""
+        item = {
+            **attributes,
+            "pk": f"CHANGE#{change_id}",
+            "sk": "UNWATCHED",
+            "kind": "change",
+            "change_id": change_id,
+            "expires_at": expires_at,
+        }
+        return self._put_new(item)
 
     def change(self, change_id: str) -> dict[str, Any] | None:
+        """The change's record, or the note that no rule watched it."""
+        for sort_key in ("CHANGE", "UNWATCHED"):
+            found = self._client.get_item(
+                TableName=self._table,
+                Key=_item({"pk": f"CHANGE#{change_id}", "sk": sort_key}),
+                ConsistentRead=True,
+            ).get("Item")
+            if found:
+                return _plain(found)
+        return None
+
+    @staticmethod
+    def decision_put(change_id: str, rule_id: str, record: Mapping[str, Any]) -> Put:
+        """The decision that creates a deployment, committed with it (see `commit`)."""
+        return Put({**record, "pk": f"CHANGE#{change_id}", "sk": f"DECISION#{rule_id}", "kind": "decision"})
+
+    # --- what happened to a service outside the slot ----------------------------------------------
+
+    @staticmethod
+    def failure_put(service: str, deployment: Deployment, status: Status, at: datetime) -> Put:
+        """Marks the deployment's artifact as failed on the service, committed with its settlement."""
+        record = {
+            "pk": f"SERVICE#{service}",
+            "sk": f"FAILED#{deployment.artifact}",
+            "kind": "failed",
+            "artifact": deployment.artifact,
+            "deployment": deployment.id,
+            "status": str(status),
+            "at": at,
+        }
+        return Put(record, only_if_new=False)
+
+    def failure(self, service: str, artifact: str) -> dict[str, Any] | None:
+        """How `artifact` failed on the service, if it did."""
         found = self._client.get_item(
-            TableName=self._table, Key=_item({"pk": f"CHANGE#{change_id}", "sk": "CHANGE"})
+            TableName=self._table,
+            Key=_item({"pk": f"SERVICE#{service}", "sk": f"FAILED#{artifact}"}),
+            ConsistentRead=True,
         ).get("Item")
         return _plain(found) if found else None
 
-    def semver_mark(self, rule_id: str) -> str | None:
-        found = self._client.get_item(
-            TableName=self._table, Key=_item({"pk": f"RULE#{rule_id}", "sk": "SEMVER"}), ConsistentRead=True
-        ).get("Item")
-        return str(_plain(found)["version"]) if found else None
+    def record_outside(self, service: str, record: Mapping[str, Any]) -> bool:
+        """An App Runner operation pushdeploy did not start (`operation_id`, `type`, `status`, ...), once."""
+        item = {
+            **record,
+            "pk": f"SERVICE#{service}",
+            "sk": f"OUTSIDE#{record['operation_id']}",
+            "kind": "outside",
+            "service": service,
+        }
+        return self._put_new(item)
 
-    def set_semver_mark(self, rule_id: str, version: str, previous: str | None) -> bool:
-        """Raise the rule's mark from `previous` to `version`; False if another writer moved it first."""
-        condition = "attribute_not_exists(pk)" if previous is None else "version = :previous"
+    def outside_operations(self, service: str) -> list[dict[str, Any]]:
+        """Operations made outside pushdeploy on the service, oldest recorded first."""
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Item": _item({"pk": f"RULE#{rule_id}", "sk": "SEMVER", "kind": "semver", "version": version}),
-            "ConditionExpression": condition,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": _item({":pk": f"SERVICE#{service}", ":prefix": "OUTSIDE#"}),
+            "ConsistentRead": True,
         }
-        if previous is not None:
-            request["ExpressionAttributeValues"] = _item({":previous": previous})
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self._client.query(**request)
+            found.extend(_plain(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        found.sort(key=lambda record: str(record.get("recorded_at", "")))
+        return found
+
+    # --- attempts ---------------------------------------------------------------------------------
+
+    def claim_attempt(self, deployment: Deployment, attempt: Attempt) -> bool:
+        """Record a call about to be made to App Runner, if nobody else made one since `deployment` was
+        read (its attempt count) and it still waits to start. False means: do not call."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _item({"pk": f"DEPLOYMENT#{deployment.id}", "sk": _DEPLOYMENT_SK}),
+            "UpdateExpression": (
+                "SET attempt_log = list_append(if_not_exists(attempt_log, :empty), :attempt), "
+                "attempts = :next"
+            ),
+            "ConditionExpression": "#status = :starting AND attempts = :count",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":empty": {"L": []},
+                ":attempt": {"L": [_encode(attempt_record(attempt))]},
+                ":next": {"N": str(deployment.attempts + 1)},
+                ":count": {"N": str(deployment.attempts)},
+                ":starting": {"S": str(Status.STARTING)},
+            },
+        }
+        return self._conditional(lambda: self._client.update_item(**request))
+
+    def close_attempt(self, deployment_id: str, number: int, attempt: Attempt) -> bool:
+        """Fill in how attempt `number` (1-based) ended. False when the deployment moved on meanwhile."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _item({"pk": f"DEPLOYMENT#{deployment_id}", "sk": _DEPLOYMENT_SK}),
+            "UpdateExpression": f"SET attempt_log[{number - 1}] = :attempt",
+            "ConditionExpression": "attempts = :count",
+            "ExpressionAttributeValues": {
+                ":attempt": _encode(attempt_record(attempt)),
+                ":count": {"N": str(number)},
+            },
+        }
+        return self._conditional(lambda: self._client.update_item(**request))
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _put_new(self, item: Mapping[str, Any]) -> bool:
+        return self._conditional(
+            lambda: self._client.put_item(
+                TableName=self._table, Item=_item(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        )
+
+    @staticmethod
+    def _conditional(call: Callable[[], object]) -> bool:
         try:
-            self._client.put_item(**request)
+            call()
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False

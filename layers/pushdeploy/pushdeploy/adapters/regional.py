@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
-from pushdeploy.adapters.apprunner import DeployAction, DeployTarget, Operation
+from pushdeploy.adapters.apprunner import DeployAction, DeployTarget, ServiceView, Started
+from pushdeploy.domain.evidence import Operation
 
 
 def region_of(service_arn: str) -> str:
@@ -25,11 +27,11 @@ class RegionalTarget:
             self._targets[region] = self._make_target(region)
         return self._targets[region]
 
-    def deploy(self, service_arn: str, action: DeployAction, image: str | None) -> str:
+    def deploy(self, service_arn: str, action: DeployAction, image: str | None) -> Started:
         return self._target(service_arn).deploy(service_arn, action, image)
 
-    def list_operations(self, service_arn: str) -> list[Operation]:
-        return self._target(service_arn).list_operations(service_arn)
+    def list_operations(self, service_arn: str, since: datetime | None = None) -> list[Operation]:
+        return self._target(service_arn).list_operations(service_arn, since)
 
-    def service_status(self, service_arn: str) -> str:
-        return self._target(service_arn).service_status(service_arn)
+    def describe(self, service_arn: str) -> ServiceView:
+        return self._target(service_arn).describe(service_arn)

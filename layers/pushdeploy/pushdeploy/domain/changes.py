@@ -7,9 +7,10 @@ branch, commit). Every source parser produces these, and rules and decisions onl
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ChangeKind = Literal["image", "commit"]
 Source = Literal["ecr", "codecommit", "github", "bitbucket"]
@@ -74,6 +75,9 @@ class Change(BaseModel):
     digest: str | None = None
     branch: str | None = None
     commit: str | None = None
+    # What orders pushes (pushdeploy.domain.order); not part of the `explain` contract, so not dumped.
+    pushed_at: datetime | None = Field(default=None, exclude=True)
+    previous_commit: str | None = Field(default=None, exclude=True)  # the branch's commit before the push
 
     @model_validator(mode="after")
     def _consistent(self) -> Change:

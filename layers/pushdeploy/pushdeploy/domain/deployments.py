@@ -1,16 +1,15 @@
-"""The deployment state machine and the per-service slot, pure: no I/O, no clock of its own.
+"""The deployment state machine, pure: no I/O, no clock of its own.
 
-A service has at most one *active* deployment (starting or in progress) and at most one *pending*
-(queued) deployment. A newer arrival replaces the pending one, which is superseded. When the active
-deployment settles, the pending one becomes active. The ledger adapter persists these transitions with
-conditional writes; this module says which transitions are legal.
+A deployment is queued, starting (it holds its service's slot; App Runner is being called), in progress
+(App Runner accepted it: the operation id is recorded) and then settles. The service's slot (one active,
+one pending) is in `pushdeploy.domain.slot`; the ledger adapter persists both with conditional writes;
+this module says which transitions are legal.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pushdeploy.domain.changes import Change
 from pushdeploy.domain.decisions import Decision
+from pushdeploy.domain.order import OrderKind, Position
 
 
 class Status(StrEnum):
@@ -93,6 +93,32 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+AttemptOutcome = Literal["started", "refused", "unknown"]
+
+
+class Attempt(BaseModel):
+    """One call to App Runner for a deployment, recorded *before* the call is made.
+
+    `until` and `outcome` are filled in when the call returns: `started` (an operation id came back),
+    `refused` (App Runner certainly did nothing: busy, throttled, invalid) or `unknown` (a timeout or a
+    5xx: it may have acted). An attempt never closed is a call whose Lambda died.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    until: datetime | None = None
+    outcome: AttemptOutcome | None = None
+
+    def may_have_started(self) -> bool:
+        return self.outcome in (None, "unknown")
+
+    def window(self, longest_call: timedelta, skew: timedelta) -> tuple[datetime, datetime]:
+        """When an operation this attempt started can have started."""
+        end = self.until if self.until is not None else self.at + longest_call
+        return self.at - skew, end + skew
+
+
 class Deployment(BaseModel):
     """One deployment of one change to one service, as the ledger keeps it."""
 
@@ -117,6 +143,12 @@ class Deployment(BaseModel):
     reason: str
     change_id: str
     version: str | None = None  # the semantic version, for semver rules
+    order: OrderKind = "time"  # how the rule orders its pushes (see pushdeploy.domain.order)
+    pushed_at: datetime | None = None
+    previous_commit: str | None = None  # the commit the branch pointed to before this push
+    # What App Runner was configured with when it was called: the image identifier (for UpdateService,
+    # the pinned image) or a code service's `<repository url>#<branch>`.
+    configured: str | None = None
     created_at: datetime
     claimed_at: datetime | None = None  # when it took the service's slot (status starting)
     started_at: datetime | None = None  # when App Runner accepted the operation
@@ -128,6 +160,26 @@ class Deployment(BaseModel):
     # handler died between calling App Runner and writing the answer): proof that nothing ran twice.
     adopted: bool = False
     attempts: int = 0  # calls made to App Runner for it
+    attempt_log: tuple[Attempt, ...] = ()
+
+    @property
+    def position(self) -> Position:
+        return Position(
+            rule=self.rule,
+            kind=self.order,
+            artifact=self.artifact,
+            version=self.version,
+            pushed_at=self.pushed_at,
+            previous=self.previous_commit,
+        )
+
+    @property
+    def kind_is_image(self) -> bool:
+        return self.source == "ecr"
+
+    @property
+    def last_attempt_at(self) -> datetime | None:
+        return self.attempt_log[-1].at if self.attempt_log else None
 
     @property
     def artifact(self) -> str:
@@ -135,7 +187,12 @@ class Deployment(BaseModel):
 
     @classmethod
     def from_decision(
-        cls, decision: Decision, change: Change, change_id: str, now: datetime, version: str | None
+        cls,
+        decision: Decision,
+        change: Change,
+        change_id: str,
+        now: datetime,
+        order: OrderKind,
     ) -> Deployment:
         return cls(
             id=deployment_id_for(change_id, decision.rule),
@@ -154,7 +211,10 @@ class Deployment(BaseModel):
             region=change.region,
             reason=decision.reason,
             change_id=change_id,
-            version=version,
+            version=change.tag if order == "semver" else None,
+            order=order,
+            pushed_at=change.pushed_at,
+            previous_commit=change.previous_commit,
             created_at=now,
             settled_at=now if decision.dry_run else None,
         )
@@ -188,99 +248,6 @@ class Deployment(BaseModel):
             "detail": self.detail,
             "adopted": self.adopted,
             "change_id": self.change_id,
+            "configured": self.configured,
+            "attempts": self.attempts,
         }
-
-
-@dataclass(frozen=True)
-class Slot:
-    """A service's slot: the active deployment (starting or in progress) and the single pending one."""
-
-    active: str | None = None
-    pending: str | None = None
-    version: int = 0  # optimistic concurrency: every change of the slot increments it
-    # What the active and pending deployments deploy, and what was last deployed successfully: the same
-    # image or commit arriving again (a duplicate event, one digest under several tags) is not redeployed.
-    active_artifact: str | None = None
-    pending_artifact: str | None = None
-    live_artifact: str | None = None
-
-    def holding(self, artifact: str) -> str | None:
-        """Why `artifact` needs no new deployment on this service, or None if it does."""
-        if artifact == self.active_artifact:
-            return f"already being deployed as {self.active}"
-        if artifact == self.pending_artifact:
-            return f"already queued as {self.pending}"
-        if artifact == self.live_artifact:
-            return "already live on the service"
-        return None
-
-
-@dataclass(frozen=True)
-class Admission:
-    """What admitting a new deployment does: start it now, or queue it (superseding the old pending)."""
-
-    slot: Slot
-    start_now: bool
-    superseded: str | None = None
-
-
-def admit(slot: Slot, deployment_id: str, artifact: str) -> Admission:
-    if slot.active is None and slot.pending is None:
-        started = replace(slot, active=deployment_id, active_artifact=artifact, version=slot.version + 1)
-        return Admission(started, start_now=True)
-    # Latest wins: the newcomer takes the pending slot and the one it replaces is superseded.
-    queued = replace(slot, pending=deployment_id, pending_artifact=artifact, version=slot.version + 1)
-    return Admission(queued, start_now=False, superseded=slot.pending)
-
-
-def _require_active(slot: Slot, deployment_id: str) -> None:
-    if slot.active != deployment_id:
-        raise InvalidTransition(f"{deployment_id} is not the active deployment of this service")
-
-
-def release(slot: Slot, deployment_id: str, succeeded: bool) -> tuple[Slot, str | None]:
-    """The active deployment settled: free the slot and promote the pending one.
-
-    Returns the new slot and the id of the deployment to start next, if any.
-    """
-    _require_active(slot, deployment_id)
-    live = slot.active_artifact if succeeded else slot.live_artifact
-    freed = Slot(
-        active=slot.pending,
-        active_artifact=slot.pending_artifact,
-        live_artifact=live,
-        version=slot.version + 1,
-    )
-    return freed, slot.pending
-
-
-def promote(slot: Slot) -> tuple[Slot, str | None]:
-    """No deployment is active but one waits: make it active."""
-    if slot.active is not None or slot.pending is None:
-        return slot, None
-    promoted = Slot(
-        active=slot.pending,
-        active_artifact=slot.pending_artifact,
-        live_artifact=slot.live_artifact,
-        version=slot.version + 1,
-    )
-    return promoted, slot.pending
-
-
-def requeue(slot: Slot, deployment_id: str) -> tuple[Slot, str | None]:
-    """App Runner refused the active deployment because the service is busy with an operation that
-    pushdeploy did not start: it waits again. If a newer one already waits, the older is superseded.
-
-    Returns the new slot and the id of the deployment superseded, if any.
-    """
-    _require_active(slot, deployment_id)
-    if slot.pending is not None:
-        waiting = replace(slot, active=None, active_artifact=None, version=slot.version + 1)
-        return waiting, deployment_id
-    waiting = Slot(
-        pending=deployment_id,
-        pending_artifact=slot.active_artifact,
-        live_artifact=slot.live_artifact,
-        version=slot.version + 1,
-    )
-    return waiting, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -50,3 +51,18 @@ def load_json_object(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise EventError(f"{what} is not a JSON object")
     return data
+
+
+def parse_time(value: str | int | float | None) -> datetime | None:
+    """A sender's timestamp (ISO 8601, or Unix seconds) in UTC; None when absent or unreadable, since a
+    push is still a push without it (it then orders by arrival)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, int | float):
+            moment = datetime.fromtimestamp(value, UTC)
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

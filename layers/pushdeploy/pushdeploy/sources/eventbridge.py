@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import AfterValidator, AliasChoices, Field
@@ -17,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from pushdeploy.domain.changes import Change, OperationEvent, OperationOutcome, ParsedEvent, ScanResult
 from pushdeploy.errors import EventError
-from pushdeploy.sources._parsing import M, NonEmptyStr, PayloadModel, one_line, validate
+from pushdeploy.sources._parsing import M, NonEmptyStr, PayloadModel, one_line, parse_time, validate
 
 
 def _matching(pattern: str, message: str) -> AfterValidator:
@@ -39,6 +40,11 @@ class _Envelope(PayloadModel):
     region: Annotated[str, _matching(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", "not an AWS Region name")]
     resources: list[NonEmptyStr] = Field(default_factory=list)
     detail: dict[str, Any]
+    time: str | None = None  # when the push happened: what orders pushes that arrive out of order
+
+    @property
+    def pushed_at(self) -> datetime | None:
+        return parse_time(self.time)
 
 
 class _EcrImage(PayloadModel):
@@ -78,6 +84,7 @@ class _CodeCommitReference(_CodeCommitEvent):
 
 class _CodeCommitPush(_CodeCommitReference):
     commit_id: NonEmptyStr = Field(alias="commitId")  # absent from referenceDeleted only
+    old_commit_id: NonEmptyStr | None = Field(default=None, alias="oldCommitId")  # referenceUpdated only
 
 
 class _AppRunnerOperation(PayloadModel):
@@ -153,6 +160,7 @@ def _ecr_image_change(envelope: _Envelope, detail: _EcrImage, action: str) -> Pa
         repository=detail.repository_name,
         tag=detail.image_tag,
         digest=detail.image_digest,
+        pushed_at=envelope.pushed_at,
     )
     return ParsedEvent(changes=(change,), event_id=envelope.id)
 
@@ -189,6 +197,8 @@ def _codecommit_state_change(envelope: _Envelope) -> ParsedEvent:
         repository=push.repository_name,
         branch=push.reference_name,
         commit=push.commit_id,
+        pushed_at=envelope.pushed_at,
+        previous_commit=push.old_commit_id,
     )
     return ParsedEvent(changes=(change,), event_id=envelope.id)
 

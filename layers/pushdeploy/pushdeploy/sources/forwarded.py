@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pushdeploy.domain.changes import Change, ParsedEvent
-from pushdeploy.sources._parsing import PayloadModel, validate
+from pushdeploy.sources._parsing import PayloadModel, parse_time, validate
 
 FORWARDED_SOURCE = "pushdeploy.webhook"
 FORWARDED_DETAIL_TYPE = "Change Pushed"
@@ -22,6 +22,20 @@ class ForwardedChange(PayloadModel):
     delivery_id: str
     provider: str
     position: int = 0  # the change's place in its delivery (a Bitbucket push carries several)
+    # The change's ordering fields, which the change itself does not serialize.
+    pushed_at: str | None = None  # ISO 8601
+    previous_commit: str | None = None
+
+    @classmethod
+    def of(cls, change: Change, delivery_id: str, provider: str, position: int) -> ForwardedChange:
+        return cls(
+            change=change,
+            delivery_id=delivery_id,
+            provider=provider,
+            position=position,
+            pushed_at=change.pushed_at.isoformat() if change.pushed_at else None,
+            previous_commit=change.previous_commit,
+        )
 
 
 def forwarded_entry(detail: ForwardedChange, bus_name: str) -> dict[str, Any]:
@@ -41,7 +55,8 @@ def is_forwarded(event: Mapping[str, Any]) -> bool:
 def parse_forwarded(event: Mapping[str, Any]) -> tuple[ParsedEvent, int]:
     """The change and its position in the original delivery; event_id is the delivery id."""
     forwarded = validate(ForwardedChange, event.get("detail"), f"{FORWARDED_DETAIL_TYPE} event detail")
-    parsed = ParsedEvent(
-        changes=(forwarded.change,), event_id=forwarded.delivery_id, provider=forwarded.provider
+    change = forwarded.change.model_copy(
+        update={"pushed_at": parse_time(forwarded.pushed_at), "previous_commit": forwarded.previous_commit}
     )
+    parsed = ParsedEvent(changes=(change,), event_id=forwarded.delivery_id, provider=forwarded.provider)
     return parsed, forwarded.position

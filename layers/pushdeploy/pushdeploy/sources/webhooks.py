@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from pushdeploy.domain.changes import Change, ParsedEvent, SignatureState
 from pushdeploy.errors import EventError
-from pushdeploy.sources._parsing import NonEmptyStr, PayloadModel, load_json_object, one_line, validate
+from pushdeploy.sources._parsing import (
+    NonEmptyStr,
+    PayloadModel,
+    load_json_object,
+    one_line,
+    parse_time,
+    validate,
+)
 from pushdeploy.sources.signatures import check_signature
 
 Provider = Literal["github", "bitbucket"]
@@ -31,15 +39,33 @@ class _Repository(PayloadModel):
     full_name: NonEmptyStr
 
 
+class _GitHubRepository(_Repository):
+    pushed_at: int | str | None = None  # Unix seconds in push payloads
+
+
+class _GitHubCommit(PayloadModel):
+    timestamp: str | None = None
+
+
 class _GitHubPush(PayloadModel):
     ref: NonEmptyStr
     after: NonEmptyStr
+    before: str | None = None
     deleted: bool = False
-    repository: _Repository
+    repository: _GitHubRepository
+    head_commit: _GitHubCommit | None = None
+
+    @property
+    def pushed_at(self) -> datetime | None:
+        pushed = parse_time(self.repository.pushed_at)
+        if pushed is None and self.head_commit is not None:
+            return parse_time(self.head_commit.timestamp)
+        return pushed
 
 
 class _BitbucketTarget(PayloadModel):
     hash: NonEmptyStr
+    date: str | None = None
 
 
 class _BitbucketRef(PayloadModel):
@@ -48,8 +74,13 @@ class _BitbucketRef(PayloadModel):
     target: _BitbucketTarget
 
 
+class _BitbucketOldRef(PayloadModel):
+    target: _BitbucketTarget | None = None
+
+
 class _BitbucketChange(PayloadModel):
     new: _BitbucketRef | None = None  # null when the branch or tag was deleted
+    old: _BitbucketOldRef | None = None  # null when the branch was created
 
 
 class _BitbucketChanges(PayloadModel):
@@ -112,6 +143,10 @@ def _github(event: str, payload: dict[str, Any]) -> _Verdict:
             repository=push.repository.full_name,
             branch=branch,
             commit=push.after,
+            pushed_at=push.pushed_at,
+            previous_commit=None
+            if push.before is None or _NULL_COMMIT.fullmatch(push.before)
+            else push.before,
         ),
     )
 
@@ -127,6 +162,8 @@ def _bitbucket(event_key: str, payload: dict[str, Any]) -> _Verdict:
             repository=push.repository.full_name,
             branch=change.new.name,
             commit=change.new.target.hash,
+            pushed_at=parse_time(change.new.target.date),
+            previous_commit=change.old.target.hash if change.old and change.old.target else None,
         )
         for change in push.push.changes
         if change.new is not None and change.new.type == "branch"

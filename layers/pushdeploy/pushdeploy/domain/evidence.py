@@ -1,0 +1,125 @@
+"""Whose operation is it? Deciding, from App Runner's own record, whether an operation is a deployment's.
+
+App Runner's operations carry no caller and no client token: ListOperations gives an id, a type, a status
+and times. A deployment records every call attempt *before* making it, so an operation of its type that
+started inside one of its attempt windows can be its own: the call reached App Runner, then the Lambda
+died or the answer was lost. Only then is it adopted, and an UpdateService that succeeded must also have
+left the deployment's image configured. Every other operation is a change made outside pushdeploy.
+Pure: the caller lists the operations and, when asked, describes the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pushdeploy.domain.deployments import Deployment
+
+DEPLOY_TYPES = frozenset({"START_DEPLOYMENT", "UPDATE_SERVICE"})
+RUNNING_STATUSES = frozenset({"PENDING", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One App Runner operation as ListOperations reports it; times are UTC."""
+
+    id: str
+    type: str
+    status: str
+    target_arn: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    updated_at: datetime | None
+
+    @property
+    def running(self) -> bool:
+        return self.status in RUNNING_STATUSES
+
+
+@dataclass(frozen=True)
+class NotStarted:
+    """No operation started in any attempt window: nothing the deployment's calls did is running."""
+
+
+@dataclass(frozen=True)
+class Unconfirmed:
+    """An UpdateService started in an attempt window is still running: its image shows only when it ends."""
+
+    operation: Operation
+
+
+@dataclass(frozen=True)
+class Own:
+    operation: Operation
+    evidence: str  # in words, for the ledger
+
+
+@dataclass(frozen=True)
+class NotOwn:
+    """An operation started in an attempt window but left another configuration: someone else's."""
+
+    operation: Operation
+    evidence: str
+
+
+Verdict = NotStarted | Unconfirmed | Own | NotOwn
+
+
+def wanted_type(deployment: Deployment) -> str:
+    return "START_DEPLOYMENT" if deployment.action == "start_deployment" else "UPDATE_SERVICE"
+
+
+def in_windows(
+    deployment: Deployment, operation: Operation, longest_call: timedelta, skew: timedelta
+) -> bool:
+    """Whether the operation started while one of the deployment's calls may have been under way."""
+    if operation.started_at is None:
+        return False
+    for attempt in deployment.attempt_log:
+        if not attempt.may_have_started():
+            continue
+        opened, closed = attempt.window(longest_call, skew)
+        if opened <= operation.started_at <= closed:
+            return True
+    return False
+
+
+def own_operation(
+    deployment: Deployment,
+    operations: Sequence[Operation],
+    configured: Callable[[], str],
+    longest_call: timedelta,
+    skew: timedelta,
+) -> Verdict:
+    """The deployment's own operation among `operations` (newest first), judged by the evidence above.
+
+    `configured` describes the service (called only for an UpdateService that succeeded).
+    """
+    kind = wanted_type(deployment)
+    candidates = [
+        op for op in operations if op.type == kind and in_windows(deployment, op, longest_call, skew)
+    ]
+    if not candidates:
+        return NotStarted()
+    operation = min(candidates, key=lambda op: op.started_at or datetime.min)
+    timing = f"operation {operation.id} started inside the window of one of its App Runner calls"
+    if kind == "START_DEPLOYMENT":
+        return Own(operation, timing)
+    if operation.running:
+        return Unconfirmed(operation)
+    if operation.status != "SUCCEEDED":
+        # A rolled-back UpdateService leaves the old image configured: there is nothing more to check,
+        # and only one deploy-type operation can start in a window in which the call itself acted.
+        return Own(operation, f"{timing}; it ended {operation.status}, so the image cannot be checked")
+    later_success = any(
+        op.type in DEPLOY_TYPES and op.status == "SUCCEEDED" and _after(op, operation) for op in operations
+    )
+    now_configured = configured()
+    if not later_success and now_configured == deployment.image:
+        return Own(operation, f"{timing} and App Runner is configured with its image")
+    return NotOwn(operation, f"it left App Runner configured with {now_configured}, not {deployment.image}")
+
+
+def _after(op: Operation, other: Operation) -> bool:
+    return op.started_at is not None and other.started_at is not None and op.started_at > other.started_at

@@ -1,0 +1,166 @@
+"""Changing a service's slot: one optimistic-concurrency loop for every admission, start and settlement.
+
+A change of the slot is planned from a consistent read and committed as one DynamoDB transaction
+conditioned on the slot's version, together with the status transitions and new items that go with it.
+On a conflict (another Lambda moved the slot) the plan is made again from a fresh read.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pushdeploy.adapters.ledger import Ledger, Put, SlotConflict, Transition
+from pushdeploy.domain.deployments import Deployment, Status, check_transition
+from pushdeploy.domain.slot import Entry, Slot, promote, release, requeue
+from pushdeploy.errors import PushdeployError
+
+_MAX_SLOT_ATTEMPTS = 25
+EVENT_NAMES = {
+    Status.QUEUED: "Queued",
+    Status.IN_PROGRESS: "Started",
+    Status.SUCCEEDED: "Succeeded",
+    Status.FAILED: "Failed",
+    Status.ROLLED_BACK: "Rolled Back",
+    Status.SUPERSEDED: "Superseded",
+    Status.DRY_RUN: "Dry Run",
+    Status.ERROR: "Error",
+}
+
+
+class Notifier(Protocol):
+    """Tells the world: `what` is `Started`, `Succeeded`, `Rolled Back`, `Stuck`..."""
+
+    def deployment_changed(self, deployment: Deployment, what: str) -> None: ...
+
+
+class SilentNotifier:
+    def deployment_changed(self, deployment: Deployment, what: str) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class SlotChange:
+    """One planned change of a service's slot: the new slot, the status transitions and new items that go
+    with it (one transaction), and what to do once it is committed."""
+
+    slot: Slot
+    transitions: list[Transition] = field(default_factory=list)
+    created: Deployment | None = None
+    puts: list[Put] = field(default_factory=list)
+    notify: list[tuple[str, str]] = field(default_factory=list)  # (deployment id, what happened)
+    start: str | None = None  # the deployment that now holds the slot and must be started
+
+
+def transition(deployment_id: str, from_status: Status, to_status: Status, **fields: Any) -> Transition:
+    if from_status is not to_status:
+        check_transition(from_status, to_status)
+    return Transition(deployment_id, from_status, to_status, fields)
+
+
+class SlotKeeper:
+    def __init__(
+        self,
+        ledger: Ledger,
+        notifier: Notifier,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.ledger = ledger
+        self.notifier = notifier
+        self.clock = clock
+        self.sleep = sleep
+        # Starts a deployment that now holds its slot (set by the controller: starting calls App Runner).
+        self.start: Callable[[str], None] = lambda deployment_id: None
+
+    def change(self, service: str, plan: Callable[[Slot], SlotChange | None]) -> SlotChange | None:
+        """Read the service's slot, plan a change, commit it conditioned on the slot's version; on a
+        conflict read again and plan again. Once committed, tell the world and start the deployment that
+        now holds the slot. None when `plan` finds nothing to do.
+        """
+        for _ in range(_MAX_SLOT_ATTEMPTS):
+            slot = self.ledger.slot(service)
+            change = plan(slot)
+            if change is None:
+                return None
+            try:
+                self.ledger.commit(
+                    service, slot, change.slot, change.transitions, change.created, change.puts
+                )
+            except SlotConflict:
+                self.sleep(random.uniform(0.005, 0.05))  # noqa: S311 - jitter, not cryptography
+                continue
+            for deployment_id, what in change.notify:
+                self.notify_by_id(deployment_id, what)
+            if change.start:
+                self.start(change.start)
+            return change
+        raise PushdeployError(f"service {service} is too contended: gave up after {_MAX_SLOT_ATTEMPTS} tries")
+
+    def settle(self, deployment: Deployment, status: Status, **fields: Any) -> bool:
+        """The active deployment ended: record the outcome (and a failure mark for its artifact), free the
+        slot, start the pending one. False when someone else settled it first."""
+
+        def plan(slot: Slot) -> SlotChange | None:
+            if slot.active_id != deployment.id:
+                return None
+            now = self.clock()
+            live = None
+            if status is Status.SUCCEEDED:
+                configured = fields.get("configured") or deployment.configured or deployment.image
+                operation_id = fields.get("operation_id") or deployment.operation_id
+                live = Entry(deployment.id, deployment.position, configured, operation_id, since=now)
+            new_slot, next_id = release(slot, deployment.id, live)
+            transitions = [transition(deployment.id, deployment.status, status, settled_at=now, **fields)]
+            if next_id:
+                transitions.append(transition(next_id, Status.QUEUED, Status.STARTING, claimed_at=now))
+            puts = []
+            if status in (Status.FAILED, Status.ROLLED_BACK) and deployment.artifact:
+                puts.append(Ledger.failure_put(deployment.service, deployment, status, now))
+            return SlotChange(
+                new_slot, transitions, puts=puts, notify=[(deployment.id, EVENT_NAMES[status])], start=next_id
+            )
+
+        return self.change(deployment.service, plan) is not None
+
+    def requeue(self, deployment: Deployment, why: str) -> None:
+        """App Runner is busy with an operation pushdeploy did not start: wait for it to end."""
+
+        def plan(slot: Slot) -> SlotChange | None:
+            if slot.active_id != deployment.id:
+                return None
+            new_slot, superseded = requeue(slot, deployment.id)
+            if superseded == deployment.id:
+                moved = transition(
+                    deployment.id,
+                    Status.STARTING,
+                    Status.SUPERSEDED,
+                    settled_at=self.clock(),
+                    superseded_by=slot.pending_id,
+                    detail=f"the service was busy ({why}) and a newer deployment waits",
+                )
+                return SlotChange(new_slot, [moved], notify=[(deployment.id, "Superseded")])
+            detail = f"waiting: the service is busy with another operation ({why})"
+            moved = transition(deployment.id, Status.STARTING, Status.QUEUED, claimed_at=None, detail=detail)
+            return SlotChange(new_slot, [moved], notify=[(deployment.id, "Queued")])
+
+        self.change(deployment.service, plan)
+
+    def promote(self, service: str) -> None:
+        def plan(slot: Slot) -> SlotChange | None:
+            new_slot, next_id = promote(slot)
+            if next_id is None:
+                return None
+            moved = transition(next_id, Status.QUEUED, Status.STARTING, claimed_at=self.clock())
+            return SlotChange(new_slot, [moved], start=next_id)
+
+        self.change(service, plan)
+
+    def notify_by_id(self, deployment_id: str, what: str) -> None:
+        deployment = self.ledger.deployment(deployment_id)
+        if deployment is not None:
+            self.notifier.deployment_changed(deployment, what)
