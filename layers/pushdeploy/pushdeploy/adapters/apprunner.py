@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, ParamValidationError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from pushdeploy.domain.evidence import Operation
+from pushdeploy.domain.evidence import Operation as Operation  # re-exported: the target's vocabulary
 from pushdeploy.errors import PushdeployError
 
 if TYPE_CHECKING:

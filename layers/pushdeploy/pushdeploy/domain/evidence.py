@@ -112,11 +112,13 @@ def own_operation(
         # A rolled-back UpdateService leaves the old image configured: there is nothing more to check,
         # and only one deploy-type operation can start in a window in which the call itself acted.
         return Own(operation, f"{timing}; it ended {operation.status}, so the image cannot be checked")
-    later_success = any(
-        op.type in DEPLOY_TYPES and op.status == "SUCCEEDED" and _after(op, operation) for op in operations
+    # Only a later UpdateService can have changed the image since (StartDeployment redeploys it).
+    later_update = any(
+        op.type == "UPDATE_SERVICE" and op.status == "SUCCEEDED" and _after(op, operation)
+        for op in operations
     )
     now_configured = configured()
-    if not later_success and now_configured == deployment.image:
+    if not later_update and now_configured == deployment.image:
         return Own(operation, f"{timing} and App Runner is configured with its image")
     return NotOwn(operation, f"it left App Runner configured with {now_configured}, not {deployment.image}")
 

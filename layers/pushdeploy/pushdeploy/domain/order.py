@@ -73,10 +73,10 @@ def compare(new: Position, old: Position) -> int:
     if new.artifact == old.artifact:
         return 0
     if new.kind == "chain":
-        if new.previous is not None and new.previous == old.artifact:
-            return 1
-        if old.previous is not None and old.previous == new.artifact:
-            return -1
+        on_top = new.previous is not None and new.previous == old.artifact
+        under = old.previous is not None and old.previous == new.artifact
+        if on_top != under:  # both: a force-push back to an older commit; time tells which came last
+            return 1 if on_top else -1
     return _compare_times(new, old)
 
 
