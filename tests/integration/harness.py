@@ -29,6 +29,7 @@ REGION = "us-east-1"
 ACCOUNT = "111122223333"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 CONNECTION = f"arn:aws:apprunner:{REGION}:{ACCOUNT}:connection/github/0123456789abcdef0123456789abcdef"
+INTERNAL_BUS = "test-internal"  # the stack's internal bus: the webhook forwards changes on it
 TABLES = {"LedgerTable": "test-ledger", "RulesTable": "test-rules", "IdempotencyTable": "test-idempotency"}
 # The webhook secrets every test cloud starts with (AWSCURRENT; no AWSPREVIOUS until rotated).
 WEBHOOK_SECRETS = {
@@ -73,7 +74,7 @@ class Cloud:
     apprunner_events: list[dict[str, Any]] = field(default_factory=list)
     functions: dict[str, ModuleType] = field(default_factory=dict)
     event_counter: list[int] = field(default_factory=lambda: [0])
-    forwarded_url: str = ""  # receives what the webhook forwards (source pushdeploy.webhook)
+    forwarded_url: str = ""  # receives what the webhook forwards on the internal bus
     secretsmanager: Any = None
     webhook_secret_arns: dict[str, str] = field(default_factory=dict)
 
@@ -311,9 +312,16 @@ def build_cloud(monkeypatch: pytest.MonkeyPatch) -> Cloud:
     )
     forwarded_url = sqs.create_queue(QueueName="test-forwarded")["QueueUrl"]
     forwarded_arn = sqs.get_queue_attributes(QueueUrl=forwarded_url, AttributeNames=["QueueArn"])
-    events.put_rule(Name="webhook-changes", EventPattern=json.dumps({"source": ["pushdeploy.webhook"]}))
+    events.create_event_bus(Name=INTERNAL_BUS)
+    events.put_rule(
+        Name="webhook-changes",
+        EventBusName=INTERNAL_BUS,
+        EventPattern=json.dumps({"source": ["pushdeploy.webhook"]}),
+    )
     events.put_targets(
-        Rule="webhook-changes", Targets=[{"Id": "queue", "Arn": forwarded_arn["Attributes"]["QueueArn"]}]
+        Rule="webhook-changes",
+        EventBusName=INTERNAL_BUS,
+        Targets=[{"Id": "queue", "Arn": forwarded_arn["Attributes"]["QueueArn"]}],
     )
     secretsmanager = boto3.client("secretsmanager", region_name=REGION)
     secret_arns = create_webhook_secrets(secretsmanager)
@@ -340,12 +348,16 @@ def build_cloud(monkeypatch: pytest.MonkeyPatch) -> Cloud:
         "RULES_TABLE": TABLES["RulesTable"],
         "IDEMPOTENCY_TABLE": TABLES["IdempotencyTable"],
         "EVENT_BUS_NAME": "default",
+        "FORWARD_BUS_NAME": INTERNAL_BUS,
         "DEAD_LETTER_QUEUE_URL": dead_letter_url,
         "RULES_CACHE_SECONDS": "0",
         "POWERTOOLS_METRICS_NAMESPACE": "pushdeploy-test",
         "POWERTOOLS_SERVICE_NAME": "pushdeploy",
         "GITHUB_WEBHOOK_SECRET_ARN": secret_arns["github"],
         "BITBUCKET_WEBHOOK_SECRET_ARN": secret_arns["bitbucket"],
+        # The fixtures are real deliveries, pushed in 2015 and 2019: far outside the default 72 h window.
+        # Tests of freshness set it back.
+        "WEBHOOK_MAX_AGE_HOURS": str(24 * 365 * 20),
     }.items():
         monkeypatch.setenv(variable, value)
 

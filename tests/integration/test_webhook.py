@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from pushdeploy import runtime
-from pushdeploy.domain.deployments import change_id_for
+from pushdeploy.domain.deployments import signed_change_id
+from pushdeploy.sources.webhooks import parse_webhook
 from pushdeploy.sources.signatures import sign
 from pushdeploy.webhook import MAX_BODY_BYTES, forget_container
 from tests.conftest import PAYLOADS
@@ -28,6 +29,11 @@ DELIVERY = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
 
 
 # --- requests ------------------------------------------------------------------------------------------
+
+
+def signed_ids(body: bytes, headers: dict[str, str]) -> list[str]:
+    """The change ids of a delivery: derived from what was signed, not from the delivery id."""
+    return [signed_change_id(change) for change in parse_webhook(body, headers).changes]
 
 
 def github_headers(
@@ -158,7 +164,7 @@ def test_a_signed_github_push_is_forwarded_and_answered_202(
 
     assert status(answer) == 202
     assert answer["headers"]["Content-Type"] == "application/json"
-    change_id = change_id_for(DELIVERY, 0)
+    (change_id,) = signed_ids(GITHUB_PUSH, github_headers(GITHUB_PUSH))
     assert body_of(answer) == {"message": "forwarded 1 of 1 changes", "changes": [change_id], "forwarded": 1}
     (detail,) = details(cloud.forwarded())
     assert detail == {
@@ -214,16 +220,15 @@ def test_a_bitbucket_push_forwards_each_branch_change(cloud: Cloud, code_service
     )
     answer = cloud.webhook("/bitbucket", payload, bitbucket_headers(payload))
 
-    delivery = "f6a2b1c0-1111-4a2b-8c3d-222233334444"
     assert status(answer) == 202
-    assert body_of(answer)["changes"] == [change_id_for(delivery, 0), change_id_for(delivery, 1)]
+    assert body_of(answer)["changes"] == signed_ids(payload, bitbucket_headers(payload))
     forwarded = sorted(details(cloud.forwarded()), key=lambda detail: int(detail["position"]))
     assert [(d["change"]["branch"], d["change"]["commit"], d["position"]) for d in forwarded] == [
         ("main", "a" * 40, 0),
         ("release/1.2", "c" * 40, 1),
     ]
     assert {(d["provider"], d["delivery_id"], d["change"]["repository"]) for d in forwarded} == {
-        ("bitbucket", delivery, BITBUCKET_REPO)
+        ("bitbucket", "f6a2b1c0-1111-4a2b-8c3d-222233334444", BITBUCKET_REPO)
     }
 
 
@@ -251,7 +256,7 @@ def test_a_body_of_exactly_one_mebibyte_is_accepted(cloud: Cloud, code_services:
 def test_a_repository_no_rule_names_is_recorded_as_no_rule(cloud: Cloud) -> None:
     answer = cloud.webhook("/github", GITHUB_PUSH, github_headers(GITHUB_PUSH))
 
-    change_id = change_id_for(DELIVERY, 0)
+    (change_id,) = signed_ids(GITHUB_PUSH, github_headers(GITHUB_PUSH))
     note = f"no rule watches github {GITHUB_REPO}"
     assert status(answer) == 202
     assert body_of(answer) == {"message": note, "changes": [change_id], "forwarded": 0}
@@ -279,7 +284,7 @@ def test_after_a_rule_is_added_redelivering_a_no_rule_push_forwards_it(cloud: Cl
 
     assert body_of(again) == {
         "message": "forwarded 1 of 1 changes",
-        "changes": [change_id_for(DELIVERY, 0)],
+        "changes": signed_ids(GITHUB_PUSH, github_headers(GITHUB_PUSH)),
         "forwarded": 1,
     }
     (event,) = cloud.forwarded()
@@ -287,7 +292,7 @@ def test_after_a_rule_is_added_redelivering_a_no_rule_push_forwards_it(cloud: Cl
     assert cloud.statuses(service) == ["in_progress"]
     # The same change id: the controller's record is what the change shows now; the 'no rule' note
     # stays as it was written (records are never overwritten).
-    recorded = cloud.ledger.change(change_id_for(DELIVERY, 0))
+    recorded = cloud.ledger.change(signed_ids(GITHUB_PUSH, github_headers(GITHUB_PUSH))[0])
     assert recorded is not None
     assert len(recorded["decisions"]) == 1
 

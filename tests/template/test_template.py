@@ -349,7 +349,23 @@ def test_event_patterns(functions: dict[str, Any], logical_id: str) -> None:
     patterns = [e["Properties"]["Pattern"] for e in events if e["Type"] == "EventBridgeRule"]
     assert sorted(map(repr, patterns)) == sorted(map(repr, EXPECTED_PATTERNS[logical_id]))
     for event in events:
-        assert "EventBusName" not in event["Properties"]  # the default bus
+        pattern = event["Properties"].get("Pattern", {})
+        if pattern.get("source") == ["pushdeploy.webhook"]:
+            # Forwarded webhook changes are heard only on the internal bus, where only the webhook puts.
+            assert event["Properties"]["EventBusName"] == {"Ref": "InternalEventBus"}
+        else:
+            assert "EventBusName" not in event["Properties"]  # AWS's own events: the default bus
+
+
+def test_only_the_webhook_role_may_put_on_the_internal_bus(resources: dict[str, Any]) -> None:
+    bus = resources["InternalEventBus"]["Properties"]
+    (statement,) = bus["Policy"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == "*"
+    assert statement["Action"] == "events:PutEvents"
+    assert statement["Condition"] == {
+        "ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": ["WebhookFunctionRole", "Arn"]}}
+    }
 
 
 @pytest.mark.parametrize("logical_id", ASYNC_FUNCTIONS)
@@ -413,6 +429,7 @@ def test_alarm_on_each_dead_letter_queue(
         r["Properties"]
         for r in resources.values()
         if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"].get("Namespace") == "AWS/SQS"
         and any(_getatt(d["Value"]) == (queue, "QueueName") for d in r["Properties"].get("Dimensions", []))
     ]
     assert len(alarms) == 1
@@ -671,8 +688,9 @@ def test_webhook_role_is_least_privilege(functions: dict[str, Any]) -> None:
     grants = {action: sorted(map(repr, found)) for action, found in _grants(function).items()}
     expected = {
         "secretsmanager:GetSecretValue": secrets,
-        "events:PutEvents": [{"Fn::Sub": EVENT_BUS_ARN}],
-        "dynamodb:PutItem": [ledger, idempotency],  # the ledger only for "no rule" records
+        "secretsmanager:ListSecretVersionIds": secrets,  # when the current secret was made
+        "events:PutEvents": [{"Fn::GetAtt": ["InternalEventBus", "Arn"]}],
+        "dynamodb:PutItem": [ledger, idempotency],  # the ledger only for "no rule" and "stale" notes
         "dynamodb:Query": [rules],
         "dynamodb:GetItem": [idempotency],
         "dynamodb:UpdateItem": [idempotency],
@@ -682,6 +700,10 @@ def test_webhook_role_is_least_privilege(functions: dict[str, Any]) -> None:
     (publish,) = [s for s in _statements(function) if "events:PutEvents" in _actions(s)]
     # It can only speak as the webhook: never as `pushdeploy` (deployment events) or as AWS.
     assert publish["Condition"] == {"StringEquals": {"events:source": "pushdeploy.webhook"}}
+    # In the ledger it may only create change items (its notes), never touch deployments or slots.
+    (notes,) = [s for s in _statements(function) if ledger in _as_list(s["Resource"])]
+    assert notes["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CHANGE#*"]}}
+    assert function["Properties"]["ReservedConcurrentExecutions"] == {"Ref": "WebhookReservedConcurrency"}
 
 
 def test_only_the_webhook_reads_the_webhook_secrets(functions: dict[str, Any]) -> None:

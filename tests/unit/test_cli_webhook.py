@@ -29,6 +29,7 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
             "WebhookUrl": BASE,
             "GitHubWebhookSecretArn": arns["github"],
             "BitbucketWebhookSecretArn": arns["bitbucket"],
+            "PreviousSecretHours": "24",
         }
         state = {"outputs": outputs, "region": "us-east-1", "endpoints": {}}
         (tmp_path / "local.json").write_text(json.dumps(state))
@@ -105,3 +106,38 @@ def test_the_provider_must_be_github_or_bitbucket(
     with pytest.raises(SystemExit) as exited:
         run(capsys, state_dir, "secret", "gitlab")
     assert exited.value.code == 2
+
+
+def _stages(provider: str) -> dict[str, str]:
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    versions = client.list_secret_version_ids(SecretId=f"w/{provider}")["Versions"]
+    values = {}
+    for version in versions:
+        for stage in version["VersionStages"]:
+            found = client.get_secret_value(SecretId=f"w/{provider}", VersionStage=stage)
+            values[stage] = found["SecretString"]
+    return values
+
+
+def test_rotate_prints_a_new_secret_and_until_when_the_old_one_is_accepted(
+    capsys: pytest.CaptureFixture[str], state_dir: Path
+) -> None:
+    status, out, err = run(capsys, state_dir, "rotate", "github")
+
+    new_secret = out.strip()
+    assert status == 0
+    assert len(new_secret) == 40
+    assert new_secret.isalnum()
+    assert _stages("github") == {"AWSCURRENT": new_secret, "AWSPREVIOUS": SECRETS["github"]}
+    assert "accepted until " in err
+    assert new_secret not in err  # the secret goes to stdout only, for a pipe
+
+
+def test_rotate_with_revoke_previous_leaves_no_previous_secret(
+    capsys: pytest.CaptureFixture[str], state_dir: Path
+) -> None:
+    status, out, err = run(capsys, state_dir, "rotate", "bitbucket", "--revoke-previous")
+
+    assert status == 0
+    assert _stages("bitbucket") == {"AWSCURRENT": out.strip()}
+    assert "refused from now on" in err

@@ -246,7 +246,9 @@ def test_provisioning_wires_each_rule_to_its_function_queue(provisioned: tuple[L
         for rule in spec.rules:
             described = clients.events.describe_rule(Name=rule.rule_name, EventBusName=rule.bus_name)
             assert json.loads(described["EventPattern"]) == rule.pattern
-            (target,) = clients.events.list_targets_by_rule(Rule=rule.rule_name)["Targets"]
+            (target,) = clients.events.list_targets_by_rule(Rule=rule.rule_name, EventBusName=rule.bus_name)[
+                "Targets"
+            ]
             assert target["Arn"] == queue_arn
             assert target["DeadLetterConfig"]["Arn"] == rule.dead_letter_arn
 

@@ -4,6 +4,7 @@ counts as JSON, the body's decoding and size, and how the secrets are cached acr
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,15 +28,21 @@ ARN = "arn:aws:secretsmanager:us-east-1:111122223333:secret:pushdeploy/webhook/g
 
 
 class FakeSecretsManager:
-    """GetSecretValue by stage, counting calls; AWSPREVIOUS is absent until `rotate`."""
+    """GetSecretValue by stage and ListSecretVersionIds, counting calls; AWSPREVIOUS is absent until
+    `rotate`, and `revoke` removes it again."""
 
-    def __init__(self, current: str) -> None:
+    def __init__(self, current: str, now: datetime) -> None:
         self.stages: dict[str, str] = {"AWSCURRENT": current}
+        self.created = now - timedelta(days=30)  # when AWSCURRENT was made
         self.calls: list[str] = []
         self.meta = None  # Powertools tags the client's user agent when it can
 
-    def rotate(self, new: str) -> None:
+    def rotate(self, new: str, at: datetime) -> None:
         self.stages = {"AWSCURRENT": new, "AWSPREVIOUS": self.stages["AWSCURRENT"]}
+        self.created = at
+
+    def revoke(self) -> None:
+        self.stages.pop("AWSPREVIOUS", None)
 
     def get_secret_value(self, SecretId: str, VersionStage: str = "AWSCURRENT") -> dict[str, Any]:
         self.calls.append(VersionStage)
@@ -44,17 +51,46 @@ class FakeSecretsManager:
             raise ClientError(error, "GetSecretValue")  # type: ignore[arg-type]
         return {"ARN": SecretId, "SecretString": self.stages[VersionStage]}
 
+    def list_secret_version_ids(self, SecretId: str) -> dict[str, Any]:
+        self.calls.append("versions")
+        versions = [{"VersionId": "v2", "VersionStages": ["AWSCURRENT"], "CreatedDate": self.created}]
+        if "AWSPREVIOUS" in self.stages:
+            versions.append(
+                {"VersionId": "v1", "VersionStages": ["AWSPREVIOUS"], "CreatedDate": self.created}
+            )
+        return {"ARN": SecretId, "Versions": versions}
+
 
 class Clock:
+    """Both clocks a WebhookSecrets reads: monotonic seconds (its cache) and UTC time (the window)."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self.wall = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> float:
         return self.now
 
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.wall += timedelta(seconds=seconds)
+
+
+PREVIOUS_FOR = timedelta(hours=24)
+
 
 def secrets_for(client: FakeSecretsManager, clock: Clock) -> WebhookSecrets:
-    return WebhookSecrets(client, {"github": ARN, "bitbucket": ARN}, clock=clock)  # type: ignore[arg-type]
+    return WebhookSecrets(
+        client,  # type: ignore[arg-type]
+        {"github": ARN, "bitbucket": ARN},
+        previous_for=PREVIOUS_FOR,
+        clock=clock,
+        now=lambda: clock.wall,
+    )
+
+
+def fake(current: str, clock: Clock) -> FakeSecretsManager:
+    return FakeSecretsManager(current, clock.wall)
 
 
 def delivery(body: bytes, signature: str | None) -> Delivery:
@@ -69,7 +105,7 @@ def delivery(body: bytes, signature: str | None) -> Delivery:
 
 def test_githubs_documented_test_vector_is_valid() -> None:
     assert sign(VECTOR_BODY, VECTOR_SECRET) == VECTOR_SIGNATURE
-    secrets = secrets_for(FakeSecretsManager(VECTOR_SECRET), Clock())
+    secrets = secrets_for(fake(VECTOR_SECRET, clock := Clock()), clock)
     verify(secrets, delivery(VECTOR_BODY, VECTOR_SIGNATURE))  # no Refused
 
 
@@ -85,7 +121,7 @@ def test_githubs_documented_test_vector_is_valid() -> None:
 def test_anything_else_is_refused_401_with_a_body_that_reveals_nothing(
     body: bytes, signature: str | None
 ) -> None:
-    secrets = secrets_for(FakeSecretsManager(VECTOR_SECRET), Clock())
+    secrets = secrets_for(fake(VECTOR_SECRET, clock := Clock()), clock)
     with pytest.raises(Refused) as refused:
         verify(secrets, delivery(body, signature))
     assert (refused.value.status, refused.value.message) == (401, "invalid signature")
@@ -95,30 +131,52 @@ def test_anything_else_is_refused_401_with_a_body_that_reveals_nothing(
 
 
 def test_secrets_are_cached_and_a_missing_previous_is_remembered() -> None:
-    client, clock = FakeSecretsManager("one"), Clock()
+    clock = Clock()
+    client = fake("one", clock)
     secrets = secrets_for(client, clock)
 
     assert secrets.values("github") == ["one"]
     assert secrets.values("github") == ["one"]
-    assert client.calls == ["AWSCURRENT", "AWSPREVIOUS"]  # one read each, then the cache
+    assert client.calls == ["AWSCURRENT", "versions"]  # one read each, then the cache
 
-    clock.now += 61
+    clock.advance(61)
     client.calls.clear()
     assert secrets.values("github") == ["one"]
-    assert client.calls == ["AWSPREVIOUS"]  # the absence expired; Powertools' own clock still holds
+    assert client.calls == ["versions"]  # the version list expired; Powertools' own clock still holds
 
 
-def test_after_a_rotation_the_previous_value_is_accepted_too() -> None:
-    client, clock = FakeSecretsManager("one"), Clock()
-    client.rotate("two")
-    assert secrets_for(client, clock).values("github") == ["two", "one"]
+def test_after_a_rotation_the_previous_value_is_accepted_for_the_window_only() -> None:
+    clock = Clock()
+    client = fake("one", clock)
+    client.rotate("two", at=clock.wall)
+    secrets = secrets_for(client, clock)
+    assert secrets.values("github") == ["two", "one"]
+
+    clock.advance(PREVIOUS_FOR.total_seconds() - 120)
+    assert secrets.values("github") == ["two", "one"]  # still inside the window
+    clock.advance(121)
+    assert secrets.values("github") == ["two"]  # the leaked or old secret no longer signs anything
+
+
+def test_a_revoked_previous_secret_is_refused_within_the_cache_time() -> None:
+    clock = Clock()
+    client = fake("one", clock)
+    client.rotate("two", at=clock.wall)
+    secrets = secrets_for(client, clock)
+    verify(secrets, delivery(b"{}", sign(b"{}", "one")))
+
+    client.revoke()
+    clock.advance(61)
+    with pytest.raises(Refused):
+        verify(secrets, delivery(b"{}", sign(b"{}", "one")))
 
 
 def test_a_failed_signature_reads_the_secrets_again_at_most_every_few_seconds() -> None:
-    client, clock = FakeSecretsManager("one"), Clock()
+    clock = Clock()
+    client = fake("one", clock)
     secrets = secrets_for(client, clock)
     verify(secrets, delivery(b"{}", sign(b"{}", "one")))  # a warm cache of the old secret
-    client.rotate("two")
+    client.rotate("two", at=clock.wall)
 
     verify(secrets, delivery(b"{}", sign(b"{}", "two")))  # refreshed: the rotation is seen at once
     reads = len(client.calls)
@@ -126,14 +184,14 @@ def test_a_failed_signature_reads_the_secrets_again_at_most_every_few_seconds() 
         verify(secrets, delivery(b"{}", sign(b"{}", "forged")))
     assert len(client.calls) == reads  # refreshed a moment ago: no new read for a forgery
 
-    clock.now += SECRET_REFRESH_SECONDS
+    clock.advance(SECRET_REFRESH_SECONDS)
     with pytest.raises(Refused):
         verify(secrets, delivery(b"{}", sign(b"{}", "forged")))
-    assert len(client.calls) == reads + 2  # AWSCURRENT and AWSPREVIOUS once more
+    assert len(client.calls) == reads + 3  # AWSCURRENT, the version list and AWSPREVIOUS once more
 
 
 def test_an_error_other_than_not_found_is_raised_not_taken_for_no_previous() -> None:
-    client = FakeSecretsManager("one")
+    client = fake("one", Clock())
 
     def throttled(SecretId: str, VersionStage: str = "AWSCURRENT") -> dict[str, Any]:
         error = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}

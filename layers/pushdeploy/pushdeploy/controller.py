@@ -103,7 +103,14 @@ class Controller:
     # --- a change arrives ---------------------------------------------------------------------------
 
     def handle_change(self, change: Change, change_id: str, event_id: str | None = None) -> ChangeReport:
-        """Decide for every rule that watches the change, deploy what must be, record it all once."""
+        """Decide for every rule that watches the change, deploy what must be, record it all once.
+
+        A change already recorded (the same event, or the same signed push, delivered again) is not
+        decided again: its record says what became of it."""
+        recorded = self.ledger.change(change_id)
+        if recorded is not None and recorded.get("sk") == "CHANGE":
+            logger.info("change already decided", extra={"change_id": change_id})
+            return _report_of(change_id, recorded)
         rules = {rule.id: rule for rule in self.rules.watching(change)}
         report = ChangeReport(change_id)
         for decision in decide(change, rules.values()):
@@ -112,7 +119,7 @@ class Controller:
         expires = None
         if not report.deployments:
             expires = int((now + self.settings.undeployed_change_ttl).timestamp())
-        recorded = self.ledger.record_change(
+        written = self.ledger.record_change(
             change_id,
             {
                 "change": change.model_dump(),
@@ -125,7 +132,7 @@ class Controller:
             expires,
         )
         logger.info(
-            "change decided" if recorded else "change already recorded (event delivered again)",
+            "change decided" if written else "change already recorded (event delivered again)",
             extra={"change": change.describe(), "change_id": change_id, "deployments": report.deployments},
         )
         return report
@@ -261,6 +268,18 @@ class Controller:
             return
         if slot.pending is not None:
             self.slots.promote(service)
+
+
+def _report_of(change_id: str, recorded: dict[str, Any]) -> ChangeReport:
+    outcomes = [
+        DecisionOutcome(
+            Decision.model_validate({key: value for key, value in d.items() if key in Decision.model_fields}),
+            d.get("deployment"),
+            d.get("note"),
+        )
+        for d in recorded.get("decisions") or []
+    ]
+    return ChangeReport(change_id, outcomes)
 
 
 def _failure_refusal(deployment: Deployment, failure: dict[str, Any]) -> str:

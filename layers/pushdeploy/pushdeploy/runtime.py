@@ -23,9 +23,10 @@ from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.adapters.notifier import EventBridgeNotifier, MetricsSink
 from pushdeploy.adapters.regional import RegionalTarget
 from pushdeploy.adapters.rules_store import RulesStore
-from pushdeploy.controller import Controller, Settings, utc_now
-from pushdeploy.domain.changes import ParsedEvent
-from pushdeploy.domain.deployments import change_id_for
+from pushdeploy.controller import Controller, Settings
+from pushdeploy.controller import utc_now as utc_now  # the clock of every handler; tests move it
+from pushdeploy.domain.changes import Change, ParsedEvent
+from pushdeploy.domain.deployments import change_id_for, signed_change_id
 from pushdeploy.errors import EventError
 from pushdeploy.sources.eventbridge import parse_eventbridge_event
 from pushdeploy.sources.forwarded import is_forwarded, parse_forwarded
@@ -158,7 +159,7 @@ def process_push(event: Any, metrics: MetricsSink | None = None) -> dict[str, An
     event_id = parsed.event_id or ""
     engine = controller(metrics)
     reports = [
-        engine.handle_change(change, change_id_for(event_id, first_position + offset), event_id)
+        engine.handle_change(change, _change_id(parsed, event_id, first_position + offset, change), event_id)
         for offset, change in enumerate(parsed.changes)
     ]
     return {
@@ -166,6 +167,11 @@ def process_push(event: Any, metrics: MetricsSink | None = None) -> dict[str, An
         "changes": [report.change_id for report in reports],
         "deployments": [deployment for report in reports for deployment in report.deployments],
     }
+
+
+def _change_id(parsed: ParsedEvent, event_id: str, position: int, change: Change) -> str:
+    # A webhook push is known by what was signed; an AWS event by its EventBridge id.
+    return signed_change_id(change) if parsed.provider is not None else change_id_for(event_id, position)
 
 
 def process_operation(event: Any, metrics: MetricsSink | None = None) -> dict[str, Any]:

@@ -2,13 +2,16 @@
 
 The URL is public (auth type NONE): the HMAC signature is the authentication, so nothing is read, recorded
 or forwarded before it is checked. The checks run cheapest and least trusting first: body size, content
-type and which provider sent it (headers only), then the signature, then the body is parsed. A verified
-push is not deployed here: each change goes on EventBridge (source `pushdeploy.webhook`) for the commit
-function, so the answer comes in milliseconds, well within GitHub's 10 seconds.
+type and which provider sent it (headers only), then the signature (the current secret, or the previous
+one for a bounded window after a rotation), then the body is parsed. A verified push is not deployed
+here: each change goes on the stack's internal EventBridge bus (source `pushdeploy.webhook`), where only
+this function's role may put events, for the commit function; the answer comes in milliseconds, 2xx only
+once EventBridge has taken the changes.
 
-A redelivery (same `X-GitHub-Delivery` / `X-Request-UUID`) is answered from the idempotency table without
-forwarding again; downstream, change ids derive from (delivery id, position), so even a forward that is
-repeated (after a partial EventBridge failure) deploys once.
+Change ids derive from what was signed (provider, repository, branch, commit, push time), never from the
+unsigned delivery id: a captured delivery replayed under a new delivery id is the same change and deploys
+nothing new, and a push older than the freshness window (by its signed push time) is refused. A
+redelivery with the same delivery id is answered from the idempotency table without forwarding again.
 
 Never logged: a secret, a signature, a body. Refusals log the reason, provider, delivery id and source IP.
 """
@@ -22,6 +25,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools import Logger
@@ -42,7 +46,7 @@ from pushdeploy.adapters.notifier import MetricsSink
 from pushdeploy.adapters.rules_store import RulesStore
 from pushdeploy.controller import Settings, utc_now
 from pushdeploy.domain.changes import Change, ParsedEvent
-from pushdeploy.domain.deployments import change_id_for
+from pushdeploy.domain.deployments import signed_change_id
 from pushdeploy.errors import EventError, PushdeployError
 from pushdeploy.sources.forwarded import ForwardedChange, forwarded_entry
 from pushdeploy.sources.signatures import check_signature
@@ -103,31 +107,41 @@ def answer(status: int, **body: Any) -> Response[str]:
 
 
 class WebhookSecrets:
-    """The values a provider's deliveries may be signed with: the secret's AWSCURRENT and, during a
-    rotation, its AWSPREVIOUS (absent until the secret is first rotated).
+    """The values a provider's deliveries may be signed with: the secret's AWSCURRENT and, for a bounded
+    time after a rotation, its AWSPREVIOUS.
 
-    Read with Powertools parameters and cached `max_age` seconds. Two providers, because Powertools keys
-    its cache by secret name only, not by version stage.
+    A rotation (`pushdeploy webhook rotate`) makes a new AWSCURRENT; the old value, now AWSPREVIOUS, is
+    accepted only while the current version is younger than `previous_for`, so a leaked secret stops
+    working once the window closes (or at once: `--revoke-previous` removes the AWSPREVIOUS stage).
+    Values are read with Powertools parameters and cached `max_age` seconds, the version list too.
     """
 
     def __init__(
         self,
         client: SecretsManagerClient,
         arns: Mapping[Provider, str],
+        previous_for: timedelta,
         max_age: int = SECRET_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: runtime.utc_now(),
     ) -> None:
+        self._client = client
         self._current = SecretsProvider(boto3_client=client)
         self._previous = SecretsProvider(boto3_client=client)
         self._arns = arns
+        self._previous_for = previous_for
         self._max_age = max_age
         self._clock = clock
-        self._no_previous_until: dict[str, float] = {}
+        self._now = now
+        self._versions: dict[str, tuple[float, datetime | None]] = {}  # arn -> (read at, previous until)
         self._refreshed_at: dict[Provider, float] = {}
 
     def values(self, provider: Provider, refresh: bool = False) -> list[str]:
         arn = self._arns[provider]
         current = _text(self._current.get(arn, max_age=self._max_age, force_fetch=refresh))
+        until = self._previous_until(arn, refresh)
+        if until is None or self._now() >= until:
+            return [current]
         previous = self._previous_value(arn, refresh)
         return [current] if previous is None else [current, previous]
 
@@ -140,10 +154,22 @@ class WebhookSecrets:
         self._refreshed_at[provider] = now
         return True
 
+    def _previous_until(self, arn: str, refresh: bool) -> datetime | None:
+        """Until when AWSPREVIOUS is accepted: the current version's creation plus the window; None when
+        there is no AWSPREVIOUS (never rotated, or revoked)."""
+        cached = self._versions.get(arn)
+        if cached is not None and not refresh and self._clock() - cached[0] < self._max_age:
+            return cached[1]
+        versions = self._client.list_secret_version_ids(SecretId=arn)["Versions"]
+        created = next(
+            (v.get("CreatedDate") for v in versions if "AWSCURRENT" in v.get("VersionStages", [])), None
+        )
+        has_previous = any("AWSPREVIOUS" in v.get("VersionStages", []) for v in versions)
+        until = created + self._previous_for if has_previous and created is not None else None
+        self._versions[arn] = (self._clock(), until)
+        return until
+
     def _previous_value(self, arn: str, refresh: bool) -> str | None:
-        # A secret never rotated has no AWSPREVIOUS: remember that too, or every delivery would ask again.
-        if not refresh and self._clock() < self._no_previous_until.get(arn, float("-inf")):
-            return None
         try:
             value = self._previous.get(
                 arn, max_age=self._max_age, force_fetch=refresh, VersionStage="AWSPREVIOUS"
@@ -151,8 +177,7 @@ class WebhookSecrets:
         except GetParameterError as error:
             if not _is_not_found(error):
                 raise
-            self._no_previous_until[arn] = self._clock() + self._max_age
-            return None
+            return None  # revoked since the version list was read
         return _text(value)
 
 
@@ -252,6 +277,7 @@ class _State:
     bus: str
     once: Callable[..., dict[str, Any]]
     idempotency_config: IdempotencyConfig
+    max_age: timedelta  # a delivery pushed longer ago than this is refused as stale
 
 
 _state: _State | None = None
@@ -279,15 +305,20 @@ def _make_state() -> _State:
     arns: dict[Provider, str] = {p: _env(name) for p, name in SECRET_ARN_ENV.items()}
     once, config = _idempotent_forward(dynamodb)
     return _State(
-        secrets=WebhookSecrets(cast("SecretsManagerClient", runtime.client("secretsmanager")), arns),
+        secrets=WebhookSecrets(
+            cast("SecretsManagerClient", runtime.client("secretsmanager")),
+            arns,
+            previous_for=timedelta(hours=float(_env("PREVIOUS_SECRET_HOURS", "24"))),
+        ),
         rules=RulesStore(
             dynamodb, _env("RULES_TABLE"), cache_seconds=float(_env("RULES_CACHE_SECONDS", "30"))
         ),
         ledger=Ledger(dynamodb, _env("LEDGER_TABLE")),
         events=cast("EventBridgeClient", runtime.client("events")),
-        bus=_env("EVENT_BUS_NAME", "default"),
+        bus=_env("FORWARD_BUS_NAME"),  # the stack's internal bus: only this function may put events there
         once=once,
         idempotency_config=config,
+        max_age=timedelta(hours=float(_env("WEBHOOK_MAX_AGE_HOURS", "72"))),
     )
 
 
@@ -410,13 +441,15 @@ def _accept_once(
     context: LambdaContext,
     metrics: MetricsSink | None,
 ) -> Response[str]:
-    """Forward the changes some rule watches (once per delivery id); record the others as 'no rule'."""
-    delivery_id = delivery.delivery_id or ""  # never empty here: `_parse` refuses a push without one
-    ids = [change_id_for(delivery_id, position) for position in range(len(parsed.changes))]
-    watched, notes = _sort_out(state, delivery, parsed.changes, ids)
+    """Forward the fresh changes some rule watches (once per delivery id); record the others with why."""
+    ids = [signed_change_id(change) for change in parsed.changes]
+    watched, notes, stale = _sort_out(state, delivery, parsed.changes, ids)
     if not watched:
         # Not remembered as a replay: after a rule is added, redelivering this push must deploy it.
-        logger.info("no rule watches the delivery", extra={**delivery.log_fields(), "changes": ids})
+        logger.info("nothing to forward", extra={**delivery.log_fields(), "changes": ids, "notes": notes})
+        if stale == len(ids):
+            _count(metrics, "WebhookStale")
+            return answer(422, message=notes[0], changes=ids, forwarded=0)
         _count(metrics, "WebhookUnwatched")
         return answer(202, message=notes[0], changes=ids, forwarded=0)
     try:
@@ -439,18 +472,37 @@ def _accept_once(
 
 def _sort_out(
     state: _State, delivery: Delivery, changes: Sequence[Change], ids: Sequence[str]
-) -> tuple[list[ForwardedChange], list[str]]:
-    """The changes to forward, and the notes of those no rule watches (recorded in the ledger)."""
-    delivery_id = delivery.delivery_id or ""
+) -> tuple[list[ForwardedChange], list[str], int]:
+    """The changes to forward; the notes of the others (recorded in the ledger); how many were stale."""
+    delivery_id = delivery.delivery_id or ""  # never empty here: `_parse` refuses a push without one
     watched: list[ForwardedChange] = []
     notes: list[str] = []
+    stale = 0
     for position, change in enumerate(changes):
-        if state.rules.watching(change):
-            forwarded = ForwardedChange.of(change, delivery_id, delivery.provider, position)
-            watched.append(forwarded)
+        too_old = _staleness(change, state.max_age)
+        if too_old is not None:
+            stale += 1
+            notes.append(_record_note(state.ledger, change, ids[position], delivery_id, too_old))
+        elif state.rules.watching(change):
+            watched.append(ForwardedChange.of(change, delivery_id, delivery.provider, position))
         else:
-            notes.append(_record_unwatched(state.ledger, change, ids[position], delivery_id))
-    return watched, notes
+            note = f"no rule watches {change.source} {change.repository}"
+            notes.append(_record_note(state.ledger, change, ids[position], delivery_id, note))
+    return watched, notes, stale
+
+
+def _staleness(change: Change, max_age: timedelta) -> str | None:
+    """Why a push is too old to deploy (a captured delivery replayed later), by its signed push time."""
+    if change.pushed_at is None:
+        return None  # nothing signed says when: the order of pushes still keeps an old one out
+    age = utc_now() - change.pushed_at
+    if age <= max_age:
+        return None
+    hours = int(max_age.total_seconds() // 3600)
+    return (
+        f"refused: pushed at {change.pushed_at.strftime('%Y-%m-%dT%H:%M:%SZ')}, more than {hours} h ago "
+        "(a stale or replayed delivery); push again to deploy"
+    )
 
 
 def _forward_once(
@@ -469,18 +521,18 @@ def _forward_changes(
     return {"forwarded": len(changes)}
 
 
-def _record_unwatched(ledger: Ledger, change: Change, change_id: str, delivery_id: str) -> str:
-    note = f"no rule watches {change.source} {change.repository}"
+def _record_note(ledger: Ledger, change: Change, change_id: str, delivery_id: str, note: str) -> str:
     now = utc_now()
     expires = int((now + Settings().undeployed_change_ttl).timestamp())
-    attributes = {
+    attributes: dict[str, Any] = {
         "change": change.model_dump(),
+        "pushed_at": change.pushed_at,
         "decisions": [],
         "note": note,
         "event_id": delivery_id,
         "received_at": now,
     }
-    ledger.record_unwatched(change_id, attributes, expires)
+    ledger.record_webhook_note(change_id, attributes, expires)
     return note
 
 

@@ -365,13 +365,14 @@ class Ledger:
         }
         return self._put_new(item)
 
-    def record_unwatched(self, change_id: str, attributes: Mapping[str, Any], expires_at: int) -> bool:
-        """Record a webhook push that no rule watched, once. Kept apart from the change's record, which
-        the controller writes if a rule watches the repository when the push is delivered again."""
+    def record_webhook_note(self, change_id: str, attributes: Mapping[str, Any], expires_at: int) -> bool:
+        """Record, once, a webhook push that never reached the controller (no rule watched it, or it was
+        too old). Kept apart from the change's record, which the controller writes if the push is
+        delivered again once a rule watches it."""
         item = {
             **attributes,
             "pk": f"CHANGE#{change_id}",
-            "sk": "UNWATCHED",
+            "sk": "WEBHOOK",
             "kind": "change",
             "change_id": change_id,
             "expires_at": expires_at,
@@ -379,8 +380,8 @@ class Ledger:
         return self._put_new(item)
 
     def change(self, change_id: str) -> dict[str, Any] | None:
-        """The change's record, or the note that no rule watched it."""
-        for sort_key in ("CHANGE", "UNWATCHED"):
+        """The change's record, or else the webhook's note about it."""
+        for sort_key in ("CHANGE", "WEBHOOK"):
             found = self._client.get_item(
                 TableName=self._table,
                 Key=_item({"pk": f"CHANGE#{change_id}", "sk": sort_key}),

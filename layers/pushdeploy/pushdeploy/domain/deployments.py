@@ -83,6 +83,15 @@ def change_id_for(event_id: str, position: int) -> str:
     return str(uuid.uuid5(_IDS, f"change|{event_id}|{position}"))
 
 
+def signed_change_id(change: Change) -> str:
+    """A webhook push's change id, from what its sender signed (provider, repository, branch, commit and
+    push time), never from the unsigned delivery id: the same push redelivered under any delivery id is
+    the same change, and no delivery can name another push's record."""
+    pushed_at = change.pushed_at.isoformat() if change.pushed_at else ""
+    parts = (change.source, change.repository.lower(), change.branch or "", change.commit or "", pushed_at)
+    return str(uuid.uuid5(_IDS, "signed-change|" + "|".join(parts)))
+
+
 def deployment_id_for(change_id: str, rule_id: str) -> str:
     """Deterministic: a retried handler recreates the same id, and the conditional write refuses it."""
     return str(uuid.uuid5(_IDS, f"deployment|{change_id}|{rule_id}"))

@@ -1,8 +1,9 @@
 """Creates in moto what `template.yaml` declares, the way CloudFormation and SAM would.
 
-- Tables, queues and secrets: every `AWS::DynamoDB::Table`, `AWS::SQS::Queue` and
-  `AWS::SecretsManager::Secret` of the template, with its keys, indexes, TTL, attributes and a generated
-  secret value (Secrets Manager's own GetRandomPassword, with the template's GenerateSecretString).
+- Tables, queues, secrets and event buses: every `AWS::DynamoDB::Table`, `AWS::SQS::Queue`,
+  `AWS::SecretsManager::Secret` and `AWS::Events::EventBus` of the template, with its keys, indexes, TTL,
+  attributes and a generated secret value (Secrets Manager's own GetRandomPassword, with the template's
+  GenerateSecretString). A bus's resource policy is not applied: moto does not enforce IAM.
 - For each function: the same EventBridge rules (name, bus, pattern) and schedules, each targeting one
   SQS queue per function that stands for Lambda's asynchronous invocation queue, with the template's
   retry policy and dead-letter queue.
@@ -100,6 +101,7 @@ def provision(
     _create_tables(template, stack, clients.dynamodb)
     _create_queues(template, stack, clients.sqs)
     _create_secrets(template, stack, clients.secretsmanager)
+    _create_buses(template, stack, clients.events)
     _name_the_rest(template, stack, function_url)
     stack.functions = function_specs(template, template_path.parent, stack.resolver)
     for spec in stack.functions:
@@ -125,6 +127,13 @@ def _create_tables(template: dict[str, Any], stack: LocalStack, dynamodb: Dynamo
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
             )
         stack.resources[spec.logical_id] = Physical(name, {"Arn": created["TableDescription"]["TableArn"]})
+
+
+def _create_buses(template: dict[str, Any], stack: LocalStack, events: EventBridgeClient) -> None:
+    for logical_id, resource in resources_of_type(template, "AWS::Events::EventBus").items():
+        name = physical_name(stack.resolver, logical_id, resource.get("Properties", {}), "Name")
+        arn = events.create_event_bus(Name=name)["EventBusArn"]
+        stack.resources[logical_id] = Physical(name, {"Arn": arn, "Name": name})
 
 
 def _create_queues(template: dict[str, Any], stack: LocalStack, sqs: SQSClient) -> None:

@@ -153,6 +153,7 @@ def github_push(repository: str, branch: str, commit: str, secret: str) -> Deliv
             "owner": {"name": owner, "login": owner},
             "html_url": f"https://github.com/{repository}",
             "default_branch": "main",
+            "pushed_at": int(time.time()),
         },
         "pusher": {"name": owner, "email": author["email"]},
         "sender": {"login": owner, "id": _number(owner), "type": "User"},
@@ -189,7 +190,12 @@ def bitbucket_push(repository: str, branch: str, commit: str, secret: str) -> De
         "new": {
             "type": "branch",
             "name": branch,
-            "target": {"type": "commit", "hash": commit, "message": f"Update {branch}\n"},
+            "target": {
+                "type": "commit",
+                "hash": commit,
+                "message": f"Update {branch}\n",
+                "date": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+            },
             "links": links,
         },
         "old": {"type": "branch", "name": branch, "target": {"type": "commit", "hash": previous}},

@@ -2,7 +2,8 @@
 
 The webhook function only verifies and normalizes; it puts each change on EventBridge so that webhook
 pushes reach the controller exactly as AWS events do, with EventBridge's retries and dead-letter queue.
-The delivery id travels along, so a redelivered webhook maps to the same change ids.
+The change id is derived from the signed content (`signed_change_id`), so a push delivered again under any
+delivery id is the same change. Only the webhook function may put events on the stack's internal bus.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from pushdeploy.domain.changes import Change, ParsedEvent
+from pushdeploy.errors import EventError
 from pushdeploy.sources._parsing import PayloadModel, parse_time, validate
 
 FORWARDED_SOURCE = "pushdeploy.webhook"
 FORWARDED_DETAIL_TYPE = "Change Pushed"
+WEBHOOK_PROVIDERS = frozenset({"github", "bitbucket"})
 
 
 class ForwardedChange(PayloadModel):
@@ -55,7 +58,15 @@ def is_forwarded(event: Mapping[str, Any]) -> bool:
 def parse_forwarded(event: Mapping[str, Any]) -> tuple[ParsedEvent, int]:
     """The change and its position in the original delivery; event_id is the delivery id."""
     forwarded = validate(ForwardedChange, event.get("detail"), f"{FORWARDED_DETAIL_TYPE} event detail")
-    change = forwarded.change.model_copy(
+    change = forwarded.change
+    # The webhook forwards only what a signed GitHub or Bitbucket push carried, from the path it came in on.
+    if change.kind != "commit" or change.source not in WEBHOOK_PROVIDERS:
+        raise EventError(
+            f"a forwarded change is a GitHub or Bitbucket commit, not a {change.source} {change.kind}"
+        )
+    if change.source != forwarded.provider:
+        raise EventError(f"a {change.source} change was forwarded as received from {forwarded.provider}")
+    change = change.model_copy(
         update={"pushed_at": parse_time(forwarded.pushed_at), "previous_commit": forwarded.previous_commit}
     )
     parsed = ParsedEvent(changes=(change,), event_id=forwarded.delivery_id, provider=forwarded.provider)
