@@ -585,24 +585,18 @@ def _resources_for(function: dict[str, Any], action: str) -> list[Any]:
 
 @pytest.mark.parametrize("logical_id", ASYNC_FUNCTIONS)
 def test_data_access(resources: dict[str, Any], functions: dict[str, Any], logical_id: str) -> None:
+    """The safety properties of each role; that it grants exactly what its code calls is checked by
+    running the code (tests/integration/test_iam_matches_code.py)."""
     function = functions[logical_id]
     ledger = {"Fn::GetAtt": ["LedgerTable", "Arn"]}
-    for action in ("GetItem", "PutItem", "UpdateItem", "Query", "ConditionCheckItem"):
+    for action in ("GetItem", "PutItem", "UpdateItem"):
         assert ledger in _resources_for(function, f"dynamodb:{action}"), action
     # The audit trail is written once and moved by conditional updates: no function deletes from it.
     assert ledger not in _resources_for(function, "dynamodb:DeleteItem")
-    assert {"Fn::Sub": "${LedgerTable.Arn}/index/*"} in _resources_for(function, "dynamodb:Query")
 
     rules = {"Fn::GetAtt": ["RulesTable", "Arn"]}
-    for action in ("GetItem", "Query"):
-        assert rules in _resources_for(function, f"dynamodb:{action}")
     for action in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"):
         assert rules not in _resources_for(function, f"dynamodb:{action}"), "the rules table is read-only"
-
-    idempotency = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
-    for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem"):
-        granted = idempotency in _resources_for(function, f"dynamodb:{action}")
-        assert granted == (logical_id in EVENT_FUNCTIONS), action
 
     actions = {a for s in _statements(function) for a in _actions(s)}
     assert not {"dynamodb:Scan", "dynamodb:BatchWriteItem"} & actions

@@ -1,0 +1,275 @@
+"""Each function's role grants exactly what its code calls: no more (least privilege), no less (a missing
+grant is an AccessDenied in production that moto would never show).
+
+Every AWS call the real handlers make while they go through their paths (pushes deployed, queued,
+refused as already live, settled, reconciled, a webhook delivery forwarded or noted, an unreadable event
+dead-lettered) is recorded as an IAM action on a resource of the stack, and compared with the
+`Policies` statements of the function in template.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from pushdeploy import runtime
+from pushdeploy.local.template import load_template
+from pushdeploy.sources.signatures import sign
+from tests.conftest import PAYLOADS
+from tests.integration.harness import INTERNAL_BUS, ROOT, TABLES, WEBHOOK_SECRETS, Cloud, function_url_event
+
+Grant = tuple[str, str]  # (IAM action, the stack resource it is on)
+
+FUNCTIONS = {
+    "image_pushed": "ImagePushedFunction",
+    "commit_pushed": "CommitPushedFunction",
+    "operation_changed": "OperationChangedFunction",
+    "reconciler": "ReconcilerFunction",
+    "webhook": "WebhookFunction",
+}
+ASYNC_FUNCTIONS = {"image_pushed", "commit_pushed", "operation_changed", "reconciler"}
+DEAD_LETTER_QUEUES = {
+    "image_pushed": "ImagePushedDeadLetterQueue",
+    "commit_pushed": "CommitPushedDeadLetterQueue",
+    "operation_changed": "OperationChangedDeadLetterQueue",
+    "reconciler": "ReconcilerDeadLetterQueue",
+}
+TABLE_RESOURCES = {name: logical for logical, name in TABLES.items()}
+DIGESTS = [f"sha256:{n:064x}" for n in range(1, 12)]
+# Needed on a path no test here can reach: Powertools idempotency reads an existing record with GetItem
+# when the Lambda runtime's boto3 predates ReturnValuesOnConditionCheckFailure (its documented grants).
+UNREACHABLE_HERE: dict[str, set[Grant]] = {
+    name: {("dynamodb:GetItem", "IdempotencyTable")} for name in ("image_pushed", "commit_pushed", "webhook")
+}
+
+
+class CallRecorder:
+    """Which function made which AWS call: a botocore hook on every client the handlers use."""
+
+    def __init__(self) -> None:
+        self.function: str | None = None
+        self.calls: dict[str, set[Grant]] = {name: set() for name in FUNCTIONS}
+
+    def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if self.function is None:
+            return
+        service = model.service_model.signing_name
+        self.calls[self.function] |= grants_of(service, model.name, params)
+
+    @contextmanager
+    def running(self, function: str) -> Iterator[None]:
+        self.function = function
+        try:
+            yield
+        finally:
+            self.function = None
+
+
+def grants_of(service: str, operation: str, params: dict[str, Any]) -> set[Grant]:
+    """The IAM actions and resources one API call needs."""
+    if service == "dynamodb" and operation == "TransactWriteItems":
+        needed = {
+            "Put": "PutItem",
+            "Update": "UpdateItem",
+            "Delete": "DeleteItem",
+            "ConditionCheck": "ConditionCheckItem",
+        }
+        return {
+            (f"dynamodb:{needed[kind]}", TABLE_RESOURCES[item["TableName"]])
+            for entry in params["TransactItems"]
+            for kind, item in entry.items()
+        }
+    if service == "dynamodb":
+        table = TABLE_RESOURCES[params["TableName"]]
+        return {(f"dynamodb:{operation}", f"{table}/index" if "IndexName" in params else table)}
+    if service == "events":
+        buses = {entry.get("EventBusName", "default") for entry in params["Entries"]}
+        return {
+            ("events:PutEvents", "InternalEventBus" if bus == INTERNAL_BUS else "DefaultBus") for bus in buses
+        }
+    if service == "sqs":
+        return {("sqs:SendMessage", "DeadLetterQueue")}
+    if service == "secretsmanager":
+        return {(f"secretsmanager:{operation}", "WebhookSecrets")}
+    if service == "apprunner":
+        found = {(f"apprunner:{operation}", "AppRunnerServices")}
+        if operation == "UpdateService":
+            found.add(("iam:PassRole", "AppRunnerAccessRoles"))  # App Runner takes the access role
+        return found
+    return {(f"{service}:{operation}", "?")}
+
+
+def template_grants(logical_id: str) -> set[Grant]:
+    template = load_template(ROOT / "template.yaml")
+    function = template["Resources"][logical_id]
+    granted: set[Grant] = set()
+    for policy in function["Properties"].get("Policies", []):
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow", statement.get("Sid")
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            for action in actions:
+                for resource in resources:
+                    granted.add((action, _resource_name(resource)))
+    return granted
+
+
+def _resource_name(resource: Any) -> str:
+    text = json.dumps(resource)
+    for table in TABLES:
+        if table in text:
+            return f"{table}/index" if "/index/" in text else table
+    for name, fragment in {
+        "InternalEventBus": "InternalEventBus",
+        "DefaultBus": "event-bus/default",
+        "DeadLetterQueue": "DeadLetterQueue",
+        "WebhookSecrets": "WebhookSecret",
+        "AppRunnerServices": "AppRunnerServiceArns",
+        "AppRunnerAccessRoles": "AppRunnerAccessRoleArns",
+    }.items():
+        if fragment in text:
+            return name
+    return text
+
+
+@pytest.fixture
+def recorder(cloud: Cloud) -> CallRecorder:
+    recording = CallRecorder()
+    clients = {runtime.client(name) for name in ("dynamodb", "events", "sqs", "secretsmanager")}
+    for client in (*clients, cloud.apprunner):
+        client.meta.events.register("before-parameter-build.*.*", recording)
+    return recording
+
+
+def exercise_every_path(cloud: Cloud, recorder: CallRecorder) -> None:
+    """Drive each function through the paths that call AWS differently."""
+    staging = cloud.create_image_service("web-staging", tag="latest")
+    prod = cloud.create_image_service("web-prod", tag="v1.0.0")
+    code = cloud.create_code_service("hello-world", "https://github.com/Codertocat/Hello-World", "master")
+    cloud.apply_rules(
+        [
+            {"id": "web-staging", "service": staging, "image": {"repository": "web", "tag": "latest"}},
+            {"id": "web-prod", "service": prod, "image": {"repository": "web", "semver": ">=1.0.0"}},
+            {
+                "id": "hello-world",
+                "service": code,
+                "code": {"provider": "github", "repository": "Codertocat/Hello-World", "branch": "master"},
+            },
+        ]
+    )
+    with recorder.running("image_pushed"):
+        first = cloud.ecr_push_event("latest", DIGESTS[0])
+        cloud.invoke("image_pushed", first)  # DescribeService + StartDeployment; idempotency Put/Update
+        cloud.invoke("image_pushed", first)  # the same event again: idempotency GetItem
+        cloud.push_image("latest", DIGESTS[3])  # the service is busy: queued
+        cloud.push_image("v1.1.0", DIGESTS[1])  # DescribeService + UpdateService (PassRole)
+        cloud.push_image("v1.2.0", DIGESTS[2])  # the service is busy: queued
+        cloud.invoke("image_pushed", {"source": "aws.ecr", "id": "x"})  # unreadable: dead-lettered
+        with _failing_reads(), pytest.raises(Exception, match="boom"):
+            cloud.invoke("image_pushed", cloud.ecr_push_event("v1.3.0", DIGESTS[4]))  # idempotency DeleteItem
+    cloud.settle_operations()
+    with recorder.running("operation_changed"):
+        cloud.deliver_apprunner_events()  # ListOperations, settle, start the queued ones
+        cloud.invoke("operation_changed", {"source": "aws.apprunner", "id": "y"})  # dead-lettered
+    cloud.settle_operations()
+    cloud.apprunner_events.clear()
+    # App Runner fails every call for a while: the push leaves its deployment `starting`.
+    cloud.sim.error_next(count=4, operation="UpdateService")
+    cloud.push_image("v1.4.0", DIGESTS[5])
+    cloud.push_image("latest", DIGESTS[6])  # staging is free: started now, settled below
+    cloud.advance(180)  # past the start grace
+    with recorder.running("reconciler"):
+        cloud.reconcile()  # settles staging, calls App Runner again for prod
+    cloud.settle_operations()
+    cloud.apprunner_events.clear()
+    with recorder.running("reconciler"):
+        cloud.reconcile()
+    with recorder.running("image_pushed"):
+        cloud.push_image("latest", DIGESTS[6])  # the live digest again: App Runner is asked
+
+    deliveries = [_github_push(cloud, delivery_id, pushed) for delivery_id, pushed in (("d1", 0), ("d2", 60))]
+    other = _github_push(cloud, "d3", 0, repository="someone/else")
+    with recorder.running("webhook"):
+        for body, headers in (*deliveries, other):
+            cloud.invoke("webhook", function_url_event("/github", body, headers))
+        body, headers = deliveries[0]
+        cloud.invoke("webhook", function_url_event("/github", body, headers))  # a replay: idempotency GetItem
+        with _failing_put_events(cloud):
+            cloud.invoke("webhook", function_url_event("/github", *_github_push(cloud, "d4", 120)))
+    first_push, second_push = cloud.forwarded()
+    with recorder.running("commit_pushed"):
+        cloud.invoke("commit_pushed", first_push)  # DescribeService + StartDeployment
+    cloud.finish_operations()
+    with recorder.running("commit_pushed"):
+        cloud.invoke("commit_pushed", second_push)  # the live commit, pushed again: App Runner is asked
+        cloud.invoke("commit_pushed", {"source": "aws.codecommit", "id": "z"})  # dead-lettered
+        with _failing_reads(), pytest.raises(Exception, match="boom"):
+            cloud.invoke("commit_pushed", {**second_push, "id": "again"})  # idempotency DeleteItem
+
+
+def _github_push(
+    cloud: Cloud, delivery_id: str, seconds: int, repository: str = "Codertocat/Hello-World"
+) -> tuple[bytes, dict[str, str]]:
+    body = json.loads((PAYLOADS / "github-push.body.json").read_bytes())
+    body["repository"]["full_name"] = repository
+    body["repository"]["pushed_at"] = int(cloud.now().timestamp()) + seconds
+    raw = json.dumps(body).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery_id,
+        "X-Hub-Signature-256": sign(raw, WEBHOOK_SECRETS["github"]),
+    }
+    return raw, headers
+
+
+@contextmanager
+def _failing_reads() -> Iterator[None]:
+    """Every DynamoDB GetItem fails with an error no handler expects: the invocation fails."""
+    dynamodb = runtime.client("dynamodb")
+
+    def boom(**_: Any) -> None:
+        raise RuntimeError("boom")
+
+    dynamodb.meta.events.register_first("before-call.dynamodb.GetItem", boom)
+    try:
+        yield
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb.GetItem", boom)
+
+
+@contextmanager
+def _failing_put_events(cloud: Cloud) -> Iterator[None]:
+    events = runtime.client("events")
+
+    def refuse(**_: Any) -> None:
+        raise RuntimeError("EventBridge is down")
+
+    events.meta.events.register_first("before-call.events.PutEvents", refuse)
+    try:
+        yield
+    finally:
+        events.meta.events.unregister("before-call.events.PutEvents", refuse)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_each_role_grants_exactly_what_its_code_calls(
+    cloud: Cloud, recorder: CallRecorder, function: str
+) -> None:
+    exercise_every_path(cloud, recorder)
+    called = set(recorder.calls[function])
+    if function in ASYNC_FUNCTIONS:
+        # Lambda sends a failed invocation to the on-failure destination with the function's own role.
+        called.add(("sqs:SendMessage", "DeadLetterQueue"))
+    called |= UNREACHABLE_HERE.get(function, set())
+    granted = template_grants(FUNCTIONS[function])
+
+    unused, missing = sorted(granted - called), sorted(called - granted)
+    assert not unused, f"{function}: granted but never called: {unused}"
+    assert not missing, f"{function}: called without a grant: {missing}"
