@@ -44,7 +44,7 @@ from pushdeploy import runtime
 from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.adapters.notifier import MetricsSink
 from pushdeploy.adapters.rules_store import RulesStore
-from pushdeploy.controller import Settings, utc_now
+from pushdeploy.controller import Settings
 from pushdeploy.domain.changes import Change, ParsedEvent
 from pushdeploy.domain.deployments import signed_change_id
 from pushdeploy.errors import EventError, PushdeployError
@@ -335,7 +335,8 @@ def _idempotent_forward(
     """`_forward_changes` at most once per (provider, delivery id); a replay gets the first answer back."""
     persistence = DynamoDBPersistenceLayer(table_name=_env("IDEMPOTENCY_TABLE"), boto3_client=dynamodb)
     config = IdempotencyConfig(
-        event_key_jmespath="[provider, delivery_id]",
+        # The signed change ids too: another push sent under a used delivery id is not a replay.
+        event_key_jmespath="[provider, delivery_id, changes]",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=REPLAY_WINDOW_SECONDS,
         response_hook=_mark_replay,
@@ -495,7 +496,7 @@ def _staleness(change: Change, max_age: timedelta) -> str | None:
     """Why a push is too old to deploy (a captured delivery replayed later), by its signed push time."""
     if change.pushed_at is None:
         return None  # nothing signed says when: the order of pushes still keeps an old one out
-    age = utc_now() - change.pushed_at
+    age = runtime.utc_now() - change.pushed_at
     if age <= max_age:
         return None
     hours = int(max_age.total_seconds() // 3600)
@@ -509,7 +510,11 @@ def _forward_once(
     state: _State, delivery: Delivery, changes: Sequence[ForwardedChange], context: LambdaContext
 ) -> dict[str, Any]:
     state.idempotency_config.register_lambda_context(context)  # in-progress records end with the call
-    key = {"provider": delivery.provider, "delivery_id": delivery.delivery_id}
+    key = {
+        "provider": delivery.provider,
+        "delivery_id": delivery.delivery_id,
+        "changes": [signed_change_id(forwarded.change) for forwarded in changes],
+    }
     return state.once(key=key, changes=changes, events=state.events, bus=state.bus)
 
 
@@ -522,7 +527,7 @@ def _forward_changes(
 
 
 def _record_note(ledger: Ledger, change: Change, change_id: str, delivery_id: str, note: str) -> str:
-    now = utc_now()
+    now = runtime.utc_now()
     expires = int((now + Settings().undeployed_change_ttl).timestamp())
     attributes: dict[str, Any] = {
         "change": change.model_dump(),
