@@ -59,6 +59,39 @@ def main() -> None:
         f"decide one change: median {statistics.median(samples) / 1000:.1f} us, "
         f"p99 {samples[int(len(samples) * 0.99)] / 1000:.1f} us over {len(samples)} runs"
     )
+    catastrophic_regex()
+
+
+def catastrophic_regex() -> None:
+    """A regex that backtracks exponentially on Python's `re` (hours at 40 characters), deciding tags of
+    the registry's 128-character limit that almost match: RE2 answers in linear time."""
+    pattern = r"^v(\d+\.?)+$"
+    service = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:service/svc-regex/{0:032x}"
+    rule = Rule.model_validate(
+        {"id": "regex", "service": service, "image": {"repository": "web", "tag_regex": pattern}}
+    )
+    index = build_index([rule])
+    samples = []
+    for number in range(2_000):
+        tag = "v" + "1" * 126 + ("!" if number % 2 else "1")  # 128 characters, half of them a near miss
+        change = Change(
+            kind="image",
+            source="ecr",
+            account=ACCOUNT,
+            region="us-east-1",
+            repository="web",
+            tag=tag,
+            digest="sha256:" + "ab" * 32,
+        )
+        started = time.perf_counter_ns()
+        (decision,) = decide(change, index)
+        samples.append(time.perf_counter_ns() - started)
+        assert decision.deploys is not tag.endswith("!")
+    samples.sort()
+    print(
+        f"regex {pattern} on a 128-character tag: median {statistics.median(samples) / 1000:.1f} us, "
+        f"p99 {samples[int(len(samples) * 0.99)] / 1000:.1f} us over {len(samples)} runs"
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ simulator keeps App Runner's rules (one operation at a time, operations take tim
 
 from __future__ import annotations
 
-from tests.integration.harness import REGISTRY, Cloud
+import json
+
+from pushdeploy.adapters.rules_store import RulesStore
+from tests.integration.harness import REGISTRY, TABLES, Cloud
 
 DIGESTS = [f"sha256:{n:064x}" for n in range(1, 20)]
 
@@ -132,3 +135,29 @@ def test_lost_apprunner_event_is_settled_by_the_reconciler(cloud: Cloud, service
 def test_reconciler_costs_one_query_when_nothing_is_in_flight(cloud: Cloud, services: dict[str, str]) -> None:
     assert cloud.reconcile() == {"status": "reconciled", "services": 0, "failures": 0}
     assert cloud.sim.calls == []
+
+
+def test_a_stored_rule_this_version_refuses_is_skipped_and_the_next_apply_removes_it(
+    cloud: Cloud, services: dict[str, str]
+) -> None:
+    """A rule stored by an older pushdeploy (here a lookahead regex, which RE2 cannot run) must not stop
+    the other rules of its repository from deciding, and `rules apply` cleans it up."""
+    stale = {
+        "id": "old-lookahead",
+        "service": services["staging"],
+        "image": {"repository": "web", "tag_regex": "^(?!dev).*$"},
+        "dry_run": False,
+    }
+    key = {"S": "ecr|111122223333|us-east-1|web"}
+    cloud.dynamodb.put_item(
+        TableName=TABLES["RulesTable"],
+        Item={"source_key": key, "rule_id": {"S": "old-lookahead"}, "rule": {"S": json.dumps(stale)}},
+    )
+    answer = cloud.push_image("latest", "sha256:" + "5" * 64)
+    assert answer["status"] == "decided"
+    assert cloud.statuses(services["staging"]) == ["in_progress"]  # web-staging still decided
+
+    store = RulesStore(cloud.dynamodb, TABLES["RulesTable"])
+    store.apply(store.all_rules(), store.all_rules())
+    stored = cloud.dynamodb.scan(TableName=TABLES["RulesTable"])["Items"]
+    assert "old-lookahead" not in {item["rule_id"]["S"] for item in stored}

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pushdeploy.cli.main import main
-from tests.conftest import EVENTS, EXAMPLE_RULES, PAYLOADS
+from tests.conftest import EVENTS, EXAMPLE_RULES, PAYLOADS, WEB_PROD
 
 CHANGE_KEYS = [
     "kind",
@@ -172,3 +172,39 @@ def test_local_commands_without_a_local_cloud_say_so(
     status = main(["--local", "--state-dir", str(tmp_path), "deployments", "list"])
     assert status == 1
     assert "no local cloud" in capsys.readouterr().err
+
+
+def test_explain_a_tag_longer_than_the_registry_allows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = json.loads((EVENTS / "ecr-image-push.json").read_text())
+    event["detail"]["image-tag"] = "v1.4.0-" + "a" * 293
+    path = tmp_path / "long-tag.json"
+    path.write_text(json.dumps(event))
+    reason = "tag is 300 characters long, longer than the registry's limit of 128: ignored"
+
+    status, out, err = explain(capsys, str(path), "--rules", str(EXAMPLE_RULES))
+    assert (status, err) == (0, "")
+    assert f"web-prod: none: {reason}" in out
+
+    status, out, _ = explain(capsys, str(path), "--rules", str(EXAMPLE_RULES), "--json")
+    (change,) = json.loads(out)["changes"]
+    assert change["decisions"]
+    assert all((d["action"], d["reason"]) == ("none", reason) for d in change["decisions"])
+
+
+def test_a_regex_re2_cannot_run_is_one_line_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"version: 1\nrules:\n  - id: web-prod\n    service: {WEB_PROD}\n"
+        "    image: {repository: web, tag_regex: '^v\\d+(?!-rc)'}\n"
+    )
+    status = main(["rules", "validate", str(rules)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err.splitlines() == [
+        "error: rule web-prod: image.tag_regex: lookaround and backreferences are not supported: "
+        "pushdeploy matches tags in linear time (RE2 syntax)"
+    ]

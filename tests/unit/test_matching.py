@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pushdeploy.domain.matching import (
@@ -11,8 +13,11 @@ from pushdeploy.domain.matching import (
     GlobMatcher,
     RegexMatcher,
     SemverMatcher,
+    glob_problem,
+    glob_to_re2,
     parse_range,
     parse_version,
+    regex_problem,
 )
 
 tags = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789._-/", min_size=1, max_size=30)
@@ -128,3 +133,164 @@ def test_semver_range_agrees_with_tuple_order(low: str, high: str, candidate: st
 
     expected = key(low) <= key(candidate) < key(high)
     assert SemverMatcher(f">={low},<{high}").match(candidate)[0] is expected
+
+
+# --- linear time: RE2 for regexes and globs --------------------------------------------------------
+
+CATASTROPHIC = r"^v(\d+\.?)+$"  # exponential on a backtracking engine when the tag almost matches
+
+
+@pytest.mark.parametrize(
+    ("tag", "matched"),
+    [
+        ("v" + "1" * 39, True),  # 40 characters
+        ("v" + "1" * 38 + "!", False),  # 40 characters, the last one spoils it: hours for Python's `re`
+        ("v" + "1." * 20 + "x", False),
+        ("v" + "1" * 9_999, True),  # 10,000 characters
+        ("v" + "1" * 9_998 + "!", False),
+        ("v" + "12." * 3_333, True),
+    ],
+)
+def test_a_catastrophic_regex_decides_long_tags_at_once(tag: str, matched: bool) -> None:
+    # Nothing is timed here (benchmarks/decide.py measures): a backtracking engine would hang this test.
+    assert RegexMatcher("tag", CATASTROPHIC).match(tag)[0] is matched
+    assert GlobMatcher("tag", "v*1*1*1*1*1*1*1*1*1*1*1*?*1").match(tag)[0] is tag.endswith("1")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "sentence"),
+    [
+        (r"^v\d+(?=-rc)", "lookaround and backreferences are not supported"),
+        (r"^(?!dev-).*$", "lookaround and backreferences are not supported"),
+        (r"(?<=v)\d+", "lookaround and backreferences are not supported"),
+        (r"(?<!x)v\d+", "lookaround and backreferences are not supported"),
+        (r"(\d)\1", "lookaround and backreferences are not supported"),
+        (r"(?P<n>\d)(?P=n)", "lookaround and backreferences are not supported"),
+        (r"v\d++", "possessive quantifiers (++, *+, ?+, {n}+) are not supported"),
+        (r"v\d{2}+", "possessive quantifiers (++, *+, ?+, {n}+) are not supported"),
+        (r"(?>v\d+)", "atomic groups (?>...) are not supported"),
+        (r"(?x) v \d+", "inline flags other than i, m, s and U are not supported"),
+        (r"v\d+\Z", r"\Z is not supported (the regex matches the whole tag anyway)"),
+        (r"(v{1000}){1000}", "repetitions over 1000 (nested counts multiplied) are not supported"),
+    ],
+)
+def test_regexes_re2_cannot_run_are_named_as_unsupported(pattern: str, sentence: str) -> None:
+    assert regex_problem(pattern) == f"{sentence}: pushdeploy matches tags in linear time (RE2 syntax)"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        (r"v(\d+", r"invalid regex: missing ): v(\d+"),
+        ("(", "invalid regex: missing ): ("),
+        ("[z-a]", "invalid regex: invalid character class range: z-a"),
+        ("v**", "invalid regex: bad repetition operator: **"),
+    ],
+)
+def test_broken_regexes_are_invalid(pattern: str, problem: str) -> None:
+    assert regex_problem(pattern) == problem
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [CATASTROPHIC, r"^v\d+\.\d+\.\d+-rc\.\d+$", r"(?i)^release-\w+$", r"(?P<major>\d+)\.x", "(a|b)*"],
+)
+def test_ordinary_regexes_are_accepted(pattern: str) -> None:
+    assert regex_problem(pattern) is None
+
+
+def test_a_regex_is_re2_syntax() -> None:
+    assert RegexMatcher("tag", r"\p{Greek}+-\d").match("αβ-1")[0]  # RE2 has Unicode classes; `re` does not
+    assert not RegexMatcher("tag", r"v\d").match("v\n1")[0]
+
+
+def test_a_name_that_is_not_unicode_text_matches_nothing() -> None:
+    matched, reason = GlobMatcher("tag", "*").match("v1\ud800")  # a lone surrogate, as JSON can carry
+    assert (matched, reason) == (False, "tag is not valid Unicode text: no glob matches it")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expression"),
+    [
+        ("release/*", r"(?s:release\/.*)"),
+        ("v?.[0-9]", r"(?s:v.\.[0-9])"),
+        ("v1.**", r"(?s:v1\..*)"),
+        ("[!a-c]x", r"(?s:[^a-c]x)"),
+        ("[]-]", r"(?s:[\]\-])"),
+        ("[[:digit:]]", r"(?s:[\[\:digit\:]\])"),  # fnmatch: the set `[:digit:` then `]`; never a POSIX class
+        ("a[b", r"(?s:a\[b)"),
+        ("[z-a]", r"(?s:[^\x00-\x{10ffff}])"),  # a reversed range is dropped: an empty set
+        ("[!z-a]", r"(?s:.)"),
+        ("é\t(x)|$^{1}", r"(?s:\x{e9}\x{9}\(x\)\|\$\^\{1\})"),
+    ],
+)
+def test_globs_translate_to_re2_without_python_only_syntax(pattern: str, expression: str) -> None:
+    assert glob_to_re2(pattern) == expression
+    assert glob_problem(pattern) is None
+
+
+# Names and patterns from a small alphabet, so that they meet often, with every character a glob or
+# a regex treats specially.
+NAME_ALPHABET = "ab-/.!^]\\[x\n"
+name_chars = st.sampled_from(NAME_ALPHABET)
+glob_sets = st.builds(
+    lambda negated, members: "[" + ("!" if negated else "") + "".join(members) + "]",
+    st.booleans(),
+    st.lists(
+        name_chars | st.tuples(name_chars, name_chars).map("-".join) | st.just("-"), min_size=0, max_size=4
+    ),
+)
+glob_pieces = name_chars | st.sampled_from(["*", "?", "[", "]", "!", "-"]) | glob_sets
+glob_patterns = st.lists(glob_pieces, max_size=8).map("".join)
+names = st.text(alphabet=NAME_ALPHABET, max_size=12)
+
+
+@st.composite
+def glob_and_name(draw: st.DrawFn) -> tuple[str, str]:
+    """A pattern and a name: either any name, or one spelt from the pattern's own pieces (more matches)."""
+    pieces = draw(st.lists(glob_pieces, max_size=8))
+    if draw(st.booleans()):
+        return "".join(pieces), draw(names)
+    name = ""
+    for piece in pieces:
+        if piece == "*":
+            name += draw(names)
+        elif piece == "?":
+            name += draw(name_chars)
+        elif piece.startswith("[") and len(piece) > 1:
+            name += draw(name_chars | st.sampled_from(piece[1:-1] or "a"))
+        else:
+            name += piece
+    return "".join(pieces), name
+
+
+@settings(max_examples=1_500)
+@given(glob_and_name())
+@example(("[a-c-e]", "-"))
+@example(("[a--z]", "b"))
+@example(("[!]a]", "]"))
+@example(("[]-a]", "^"))
+@example(("[\\-a]", "]"))
+@example(("*\n?", "x\n\n"))
+@example(("[!b-a]", "\n"))
+@example(("[a--!]", "a"))  # fnmatch reads the `!` after dropping the reversed range `a--`
+@example(("[a--!-z]", "-"))
+def test_globs_answer_as_fnmatch_does(case: tuple[str, str]) -> None:
+    pattern, name = case
+    expected = fnmatch.fnmatchcase(name, pattern)
+    assert GlobMatcher("branch", pattern).match(name)[0] is expected, glob_to_re2(pattern)
+
+
+unicode_text = st.characters(codec="utf-8")  # any character but a lone surrogate
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=unicode_text, max_size=10), st.text(alphabet=unicode_text, max_size=10))
+def test_globs_of_any_characters_answer_as_fnmatch_does(pattern: str, name: str) -> None:
+    assert GlobMatcher("tag", pattern).match(name)[0] is fnmatch.fnmatchcase(name, pattern)
+
+
+def test_an_empty_lower_bound_is_refused_since_re2_reads_it_literally() -> None:
+    assert regex_problem(r"^v\d{,3}$") == "a repetition {,n} is read literally by RE2: write {0,n}"
+    assert regex_problem(r"^v\d{0,3}$") is None
+    assert regex_problem(r"^v\{,3}$") is None  # an escaped brace is a literal, as meant

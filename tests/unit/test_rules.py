@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import textwrap
 
 import pytest
+from pydantic import ValidationError
 
 from pushdeploy.domain.changes import Change
-from pushdeploy.domain.rules import build_index, load_rules_file, parse_rules_text
+from pushdeploy.domain.rules import Rule, build_index, load_rules_file, parse_rules_text
 from pushdeploy.errors import RulesError
 from tests.conftest import DIGEST, EXAMPLE_RULES, WEB_PROD
 
@@ -194,3 +197,67 @@ def test_registry_host_follows_the_partition() -> None:
         )
     )
     assert index.rules[0].image_prefix == "111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn/web"
+
+
+LINEAR_TIME = "pushdeploy matches tags in linear time (RE2 syntax)"
+
+
+@pytest.mark.parametrize(
+    ("regex", "sentence"),
+    [
+        (r"^v\d+(?=-rc)", "lookaround and backreferences are not supported"),
+        (r"^(?!dev-)v\d+$", "lookaround and backreferences are not supported"),
+        (r"(?<=v)\d+", "lookaround and backreferences are not supported"),
+        (r"^(\d+)\.\1$", "lookaround and backreferences are not supported"),
+        (r"^v\d++$", "possessive quantifiers (++, *+, ?+, {n}+) are not supported"),
+        (r"^(?>v\d+)$", "atomic groups (?>...) are not supported"),
+    ],
+)
+def test_a_regex_re2_cannot_run_is_refused_with_one_clear_line(regex: str, sentence: str) -> None:
+    body = f"- id: web-prod\n  service: {WEB_PROD}\n  image:\n    repository: web\n    tag_regex: '{regex}'\n"
+    assert problems_of(rules_yaml(body)) == [f"rule web-prod: image.tag_regex: {sentence}: {LINEAR_TIME}"]
+
+
+def test_a_regex_that_backtracks_catastrophically_elsewhere_is_valid() -> None:
+    body = (
+        f"- id: web-prod\n  service: {WEB_PROD}\n  image: {{repository: web, tag_regex: '^v(\\d+\\.?)+$'}}\n"
+    )
+    (rule,) = parse_rules_text(rules_yaml(body))
+    assert rule.image is not None
+    assert rule.image.tag_regex == r"^v(\d+\.?)+$"
+
+
+def test_unsupported_and_invalid_regexes_are_reported_with_every_other_problem() -> None:
+    text = rules_yaml(f"""\
+        - id: web-prod
+          service: {WEB_PROD}
+          image: {{repository: web, tag_regex: '(?<!rc)$'}}
+        - id: web-staging
+          service: {WEB_PROD}
+          image: {{repository: web, tag_regex: 'v(\\d+'}}
+        - id: api
+          service: {WEB_PROD}
+          code: {{provider: github, repository: a/b, branch_glob: 'release/*', branch: main}}
+        """)
+    assert problems_of(text) == [
+        f"rule web-prod: image.tag_regex: lookaround and backreferences are not supported: {LINEAR_TIME}",
+        "rule web-staging: image.tag_regex: invalid regex: missing ): v(\\d+",
+        "rule api: code: needs exactly one of branch, branch_glob (found branch, branch_glob)",
+    ]
+
+
+@pytest.mark.parametrize("glob", ["release/*", "[!a-z]*", "release/?", "a[b", "[z-a]", "(?=x)", "**/\\1"])
+def test_any_glob_is_valid_and_keeps_its_shell_meaning(glob: str) -> None:
+    code = f"{{provider: github, repository: a/b, branch_glob: '{glob}'}}"
+    index = build_index(parse_rules_text(rules_yaml(f"- id: a1\n  service: {WEB_PROD}\n  code: {code}\n")))
+    for branch in ("release/1", "a[b", "(?=x)", "x/\\1"):
+        assert index.rules[0].matcher.match(branch)[0] is fnmatch.fnmatchcase(branch, glob)
+
+
+def test_stored_rules_are_checked_when_read_back_too() -> None:
+    # The functions read rules back from the table with Rule.model_validate_json: the same check applies.
+    stored = json.dumps(
+        {"id": "web-prod", "service": WEB_PROD, "image": {"repository": "web", "tag_regex": "(?=v)v1"}}
+    )
+    with pytest.raises(ValidationError, match="lookaround and backreferences are not supported"):
+        Rule.model_validate_json(stored)

@@ -12,9 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
 from pushdeploy.domain.changes import Change, SourceKey, format_source_key
 from pushdeploy.domain.rules import CompiledRule, Rule, compile_rule
 from pushdeploy.errors import PushdeployError
+
+logger = Logger(service="pushdeploy", child=True)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -68,6 +73,7 @@ class RulesStore:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[SourceKey, tuple[float, tuple[CompiledRule, ...]]] = {}
+        self._unreadable: set[tuple[str, str]] = set()  # (source key, rule id) of invalid stored rules
 
     def watching(self, change: Change) -> tuple[CompiledRule, ...]:
         key = change.key
@@ -88,7 +94,7 @@ class RulesStore:
         }
         while True:
             page = self._client.query(**request)
-            rules.extend(Rule.model_validate_json(item["rule"]["S"]) for item in page.get("Items", []))
+            rules.extend(self._readable(page.get("Items", [])))
             if "LastEvaluatedKey" not in page:
                 return sorted(rules, key=lambda rule: rule.id)
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -98,8 +104,25 @@ class RulesStore:
         rules: list[Rule] = []
         paginator = self._client.get_paginator("scan")
         for page in paginator.paginate(TableName=self._table):
-            rules.extend(Rule.model_validate_json(item["rule"]["S"]) for item in page.get("Items", []))
+            rules.extend(self._readable(page.get("Items", [])))
         return sorted(rules, key=lambda rule: rule.id)
+
+    def _readable(self, items: Sequence[dict[str, Any]]) -> list[Rule]:
+        """The stored rules that are still valid. One stored under an older pushdeploy that this one
+        refuses (a regex RE2 cannot run, say) is left out with an error in the log, so the others still
+        decide; the next `rules apply` replaces or deletes it."""
+        rules = []
+        for item in items:
+            try:
+                rules.append(Rule.model_validate_json(item["rule"]["S"]))
+            except ValidationError as error:
+                key = (item["source_key"]["S"], item["rule_id"]["S"])
+                self._unreadable.add(key)
+                logger.error(
+                    "a stored rule is no longer valid and is ignored: apply the rules file again",
+                    extra={"rule": key[1], "problems": error.error_count()},
+                )
+        return rules
 
     def apply(self, current: Sequence[Rule], wanted: Sequence[Rule]) -> RulesDiff:
         """Make the stored rules equal `wanted` (already validated whole)."""
@@ -123,8 +146,10 @@ class RulesStore:
                 if old.id in changed_ids and rule_key(old) != rule_key(changed_ids[old.id])
             ),
         ]
-        for rule in stale:
-            key = {"source_key": {"S": rule_key(rule)}, "rule_id": {"S": rule.id}}
+        written = {(rule_key(rule), rule.id) for rule in (*diff.added, *diff.changed)}
+        doomed = {(rule_key(rule), rule.id) for rule in stale} | (self._unreadable - written)
+        for source_key, rule_id in sorted(doomed):
+            key = {"source_key": {"S": source_key}, "rule_id": {"S": rule_id}}
             requests.append({"DeleteRequest": {"Key": key}})
         for start in range(0, len(requests), 25):
             self._write_batch(requests[start : start + 25])

@@ -15,7 +15,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, fie
 from pydantic_core import ErrorDetails
 
 from pushdeploy.domain.changes import Change, SourceKey, registry_host, source_key
-from pushdeploy.domain.matching import ExactMatcher, GlobMatcher, Matcher, RegexMatcher, SemverMatcher
+from pushdeploy.domain.matching import (
+    ExactMatcher,
+    GlobMatcher,
+    Matcher,
+    RegexMatcher,
+    SemverMatcher,
+    glob_problem,
+    regex_problem,
+)
 from pushdeploy.errors import RulesError
 
 Action = Literal["start_deployment", "update_service"]
@@ -69,6 +77,26 @@ AccountId = Annotated[str, AfterValidator(_check_account)]
 RegionName = Annotated[str, AfterValidator(_check_region)]
 
 
+def _check_glob(value: str | None) -> str | None:
+    problem = glob_problem(value) if value is not None else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _check_regex(value: str | None) -> str | None:
+    """RE2 syntax, matched in linear time: a regex RE2 cannot run (lookaround, backreferences...) is
+    refused here, with the construct named, rather than left to backtrack on a tag."""
+    problem = regex_problem(value) if value is not None else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Glob = Annotated[str | None, AfterValidator(_check_glob)]
+Regex = Annotated[str | None, AfterValidator(_check_regex)]
+
+
 def _selector_problem(values: Mapping[str, object], names: Sequence[str]) -> str | None:
     given = [name for name in names if values.get(name) is not None]
     if len(given) == 1:
@@ -93,8 +121,8 @@ class ImageSource(_Strict):
     account: AccountId | None = None
     region: RegionName | None = None
     tag: str | None = None
-    tag_glob: str | None = None
-    tag_regex: str | None = None
+    tag_glob: Glob = None
+    tag_regex: Regex = None
     semver: str | None = None
 
     @field_validator("repository")
@@ -102,16 +130,6 @@ class ImageSource(_Strict):
     def _repository(cls, value: str) -> str:
         if not 2 <= len(value) <= 256 or not _ECR_REPOSITORY.match(value):
             raise ValueError(f"{value!r} is not an ECR repository name")
-        return value
-
-    @field_validator("tag_regex")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as error:
-                raise ValueError(f"invalid regex: {error}") from None
         return value
 
     @field_validator("semver")
@@ -131,7 +149,7 @@ class CodeSource(_Strict):
     provider: Literal["github", "bitbucket", "codecommit"]
     repository: str
     branch: str | None = None
-    branch_glob: str | None = None
+    branch_glob: Glob = None
     account: AccountId | None = None
     region: RegionName | None = None
 
