@@ -15,8 +15,8 @@ import pytest
 
 from pushdeploy import runtime
 from pushdeploy.domain.deployments import signed_change_id
-from pushdeploy.sources.webhooks import parse_webhook
 from pushdeploy.sources.signatures import sign
+from pushdeploy.sources.webhooks import parse_webhook
 from pushdeploy.webhook import MAX_BODY_BYTES, forget_container
 from tests.conftest import PAYLOADS
 from tests.integration.harness import TABLES, WEBHOOK_SECRETS, Cloud
