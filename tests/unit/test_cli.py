@@ -208,3 +208,60 @@ def test_a_regex_re2_cannot_run_is_one_line_on_stderr(
         "error: rule web-prod: image.tag_regex: lookaround and backreferences are not supported: "
         "pushdeploy matches tags in linear time (RE2 syntax)"
     ]
+
+
+def semver_rules(tmp_path: Path, semver_range: str) -> Path:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"version: 1\nrules:\n  - id: web-prod\n    service: {WEB_PROD}\n"
+        f"    image: {{repository: web, semver: {json.dumps(semver_range)}}}\n"
+    )
+    return rules
+
+
+def test_explain_a_caret_rule_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = str(semver_rules(tmp_path, "^1.2.0"))  # the event pushes web:v1.4.0
+    status, out, err = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", rules, "--json")
+    assert (status, err) == (0, "")
+    (change,) = json.loads(out)["changes"]
+    (decision,) = change["decisions"]
+    digest = change["digest"]
+    assert decision == {
+        "rule": "web-prod",
+        "service": WEB_PROD,
+        "action": "update_service",
+        "image": f"111122223333.dkr.ecr.us-east-1.amazonaws.com/web@{digest}",
+        "dry_run": False,
+        "reason": "tag v1.4.0 is in semver range ^1.2.0",
+    }
+    status, out, _ = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", rules)
+    assert status == 0
+    assert "web-prod: update_service: tag v1.4.0 is in semver range ^1.2.0" in out
+
+
+@pytest.mark.parametrize(
+    ("semver_range", "action", "reason"),
+    [
+        ("~1.4", "update_service", "tag v1.4.0 is in semver range ~1.4"),
+        ("1.x || ^3", "update_service", "tag v1.4.0 is in semver range 1.x || ^3"),
+        ("1.2 - 1.4", "update_service", "tag v1.4.0 is in semver range 1.2 - 1.4"),
+        ("^0.4.0", "none", "tag v1.4.0 is outside semver range ^0.4.0"),
+        ("~1.3.0", "none", "tag v1.4.0 is outside semver range ~1.3.0"),
+    ],
+)
+def test_explain_other_npm_ranges(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], semver_range: str, action: str, reason: str
+) -> None:
+    rules = str(semver_rules(tmp_path, semver_range))
+    status, out, _ = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", rules, "--json")
+    (decision,) = json.loads(out)["changes"][0]["decisions"]
+    assert (status, decision["action"], decision["reason"]) == (0, action, reason)
+
+
+def test_an_invalid_caret_range_is_one_line_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = str(semver_rules(tmp_path, "^1.2.x.5"))
+    status, out, err = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", rules)
+    assert (status, out) == (2, "")
+    assert err.splitlines() == ["error: rule web-prod: image.semver: '^1.2.x.5' is not a version or range"]

@@ -79,8 +79,8 @@ def test_bare_version_means_equal() -> None:
     assert not matcher.match("1.4.3")[0]
 
 
-@pytest.mark.parametrize(
-    "text", ["", ">=1.2", "~1.2.0", "^1.2.0", ">=1.2.0,,<2", "latest", ">=1.2.0 || <1.0.0"]
+@pytest.mark.parametrize(  # `~1.2.0`, `^1.2.0` and `||` were refused here before npm's forms (DESIGN 4.1)
+    "text", ["", ">=1.2", "~1.2.x.5", "^1.2.x.5", ">=1.2.0,,<2", "latest", ">=1.2.0 || "]
 )
 def test_invalid_ranges_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"."):
@@ -294,3 +294,351 @@ def test_an_empty_lower_bound_is_refused_since_re2_reads_it_literally() -> None:
     assert regex_problem(r"^v\d{,3}$") == "a repetition {,n} is read literally by RE2: write {0,n}"
     assert regex_problem(r"^v\d{0,3}$") is None
     assert regex_problem(r"^v\{,3}$") is None  # an escaped brace is a literal, as meant
+
+
+# --- semver ranges the way npm and Cargo users write them (DESIGN 4.1) -----------------------------
+# The tables below are node-semver's own documented examples: its README ("Advanced Range Syntax",
+# "Prerelease Tags") and test/fixtures/range-include.js / range-exclude.js (strict mode, default options).
+
+
+def desugared(text: str) -> str:
+    return " ".join(str(comparator) for comparator in parse_range(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "comparators"),
+    [
+        # hyphen ranges
+        ("1.2.3 - 2.3.4", ">=1.2.3 <=2.3.4"),
+        ("1.2 - 2.3.4", ">=1.2.0 <=2.3.4"),
+        ("1.2.3 - 2.3", ">=1.2.3 <2.4.0-0"),
+        ("1.2.3 - 2", ">=1.2.3 <3.0.0-0"),
+        ("1.2 - 1.4", ">=1.2.0 <1.5.0-0"),
+        # x-ranges; a partial version is one
+        ("*", ""),
+        ("1.x", ">=1.0.0 <2.0.0-0"),
+        ("1.X", ">=1.0.0 <2.0.0-0"),
+        ("1.2.x", ">=1.2.0 <1.3.0-0"),
+        ("1.2.*", ">=1.2.0 <1.3.0-0"),
+        ("1", ">=1.0.0 <2.0.0-0"),
+        ("1.2", ">=1.2.0 <1.3.0-0"),
+        # tilde
+        ("~1.2.3", ">=1.2.3 <1.3.0-0"),
+        ("~1.2", ">=1.2.0 <1.3.0-0"),
+        ("~1", ">=1.0.0 <2.0.0-0"),
+        ("~0.2.3", ">=0.2.3 <0.3.0-0"),
+        ("~0.2", ">=0.2.0 <0.3.0-0"),
+        ("~0", ">=0.0.0 <1.0.0-0"),
+        ("~1.2.3-beta.2", ">=1.2.3-beta.2 <1.3.0-0"),
+        ("~>1.2.3", ">=1.2.3 <1.3.0-0"),
+        # caret
+        ("^1.2.3", ">=1.2.3 <2.0.0-0"),
+        ("^0.2.3", ">=0.2.3 <0.3.0-0"),
+        ("^0.0.3", ">=0.0.3 <0.0.4-0"),
+        ("^1.2.3-beta.2", ">=1.2.3-beta.2 <2.0.0-0"),
+        ("^0.0.3-beta", ">=0.0.3-beta <0.0.4-0"),
+        ("^1.2.x", ">=1.2.0 <2.0.0-0"),
+        ("^0.0.x", ">=0.0.0 <0.1.0-0"),
+        ("^0.0", ">=0.0.0 <0.1.0-0"),
+        ("^1.x", ">=1.0.0 <2.0.0-0"),
+        ("^0.x", ">=0.0.0 <1.0.0-0"),
+        ("^1.2", ">=1.2.0 <2.0.0-0"),
+        ("^1", ">=1.0.0 <2.0.0-0"),
+        # a leading `v`, spaces after an operator, build metadata (ignored), commas
+        ("^v1.2.0", ">=1.2.0 <2.0.0-0"),
+        ("~v1.2", ">=1.2.0 <1.3.0-0"),
+        ("v1.x", ">=1.0.0 <2.0.0-0"),
+        ("=v1.2.3", "=1.2.3"),
+        ("^ 1.2.0", ">=1.2.0 <2.0.0-0"),
+        ("~> 1", ">=1.0.0 <2.0.0-0"),
+        ("^1.2.3+build", ">=1.2.3 <2.0.0-0"),
+        ("^1.2.0, <1.5.0", ">=1.2.0 <2.0.0-0 <1.5.0"),
+    ],
+)
+def test_each_form_desugars_as_node_semver_documents(text: str, comparators: str) -> None:
+    assert desugared(text) == comparators
+
+
+@pytest.mark.parametrize(
+    ("text", "tag", "matched"),
+    [
+        # README: comparators, sets and `||`
+        (">=1.2.7", "1.2.7", True),
+        (">=1.2.7", "1.3.9", True),
+        (">=1.2.7", "1.2.6", False),
+        (">=1.2.7 <1.3.0", "1.2.99", True),
+        (">=1.2.7 <1.3.0", "1.3.0", False),
+        ("1.2.7 || >=1.2.9 <2.0.0", "1.2.7", True),
+        ("1.2.7 || >=1.2.9 <2.0.0", "1.4.6", True),
+        ("1.2.7 || >=1.2.9 <2.0.0", "1.2.8", False),
+        ("1.2.7 || >=1.2.9 <2.0.0", "2.0.0", False),
+        ("1.2 <1.2.9 || >2.0.0", "1.2.8", True),
+        ("1.2 <1.2.9 || >2.0.0", "1.2.10", False),  # the README's hole
+        ("1.2 <1.2.9 || >2.0.0", "2.0.1", True),
+        # README: pre-release tags
+        (">1.2.3-alpha.3", "1.2.3-alpha.7", True),
+        (">1.2.3-alpha.3", "3.4.5-alpha.9", False),
+        (">1.2.3-alpha.3", "3.4.5", True),
+        ("~1.2.3-beta.2", "1.2.3-beta.4", True),
+        ("~1.2.3-beta.2", "1.2.4-beta.2", False),
+        ("^1.2.3-beta.2", "1.2.3-beta.4", True),
+        ("^1.2.3-beta.2", "1.2.4-beta.2", False),
+        ("^0.0.3-beta", "0.0.3-pr.2", True),
+        # range-include.js
+        ("1.0.0 - 2.0.0", "1.2.3", True),
+        ("^1.2.3+build", "1.3.0", True),
+        ("1.2.3-pre+asdf - 2.4.3-pre+asdf", "1.2.3-pre.2", True),
+        ("1.2.3-pre+asdf - 2.4.3-pre+asdf", "2.4.3-alpha", True),
+        ("0.1.20 || 1.2.4", "1.2.4", True),
+        (">=0.2.3 || <0.0.1", "0.0.0", True),
+        (">=0.2.3 || <0.0.1", "0.2.4", True),
+        ("2.x.x", "2.1.3", True),
+        ("1.2.x || 2.x", "2.1.3", True),
+        ("x", "1.2.3", True),
+        ("2.*.*", "2.1.3", True),
+        ("1.2.* || 2.*", "1.2.3", True),
+        ("2", "2.1.2", True),
+        ("2.3", "2.3.1", True),
+        ("~0.0.1", "0.0.2", True),
+        ("~x", "0.0.9", True),
+        ("~2", "2.0.9", True),
+        ("~2.4", "2.4.5", True),
+        ("~>3.2.1", "3.2.2", True),
+        ("~> 1", "1.2.3", True),
+        ("~ 1.0", "1.0.2", True),
+        ("~v0.5.4-pre", "0.5.5", True),
+        ("~v0.5.4-pre", "0.5.4", True),
+        ("=0.7.x", "0.7.2", True),
+        ("~1.2.1 >=1.2.3", "1.2.3", True),
+        ("~1.2.1 1.2.3", "1.2.3", True),
+        ("^1.2.3", "1.8.1", True),
+        ("^0.1.2", "0.1.2", True),
+        ("^0.1", "0.1.2", True),
+        ("^0.0.1", "0.0.1", True),
+        ("^1.2", "1.4.2", True),
+        ("^1.2 ^1", "1.4.2", True),
+        ("^1.2.3-alpha", "1.2.3-pre", True),
+        ("^1.2.0-alpha", "1.2.0-pre", True),
+        ("^0.0.1-alpha", "0.0.1-beta", True),
+        ("^0.0.1-alpha", "0.0.1", True),
+        ("^0.1.1-alpha", "0.1.1-beta", True),
+        ("^x", "1.2.3", True),
+        ("x - 1.0.0", "0.9.7", True),
+        ("x - 1.x", "0.9.7", True),
+        ("1.0.0 - x", "1.9.7", True),
+        ("1.x - x", "1.9.7", True),
+        # range-exclude.js
+        ("1.0.0 - 2.0.0", "2.2.3", False),
+        ("1.2.3+asdf - 2.4.3+asdf", "1.2.3-pre.2", False),
+        ("1.2.3+asdf - 2.4.3+asdf", "2.4.3-alpha", False),
+        ("^1.2.3+build", "2.0.0", False),
+        ("^1.2.3+build", "1.2.0", False),
+        ("^1.2.3", "1.2.3-pre", False),
+        ("^1.2", "1.2.0-pre", False),
+        ("<=1.2.3", "1.2.3-beta", False),
+        ("^1.2.3", "1.2.3-beta", False),
+        ("=0.7.x", "0.7.0-asdf", False),
+        ("0.1.20 || 1.2.4", "1.2.3", False),
+        (">=0.2.3 || <0.0.1", "0.0.3", False),
+        ("2.x.x", "3.1.3", False),
+        ("1.2.x", "1.3.3", False),
+        ("1.2.x || 2.x", "1.1.3", False),
+        ("1.2.* || 2.*", "3.1.3", False),
+        ("2", "1.1.2", False),
+        ("2.3", "2.4.1", False),
+        ("~0.0.1", "0.1.0-alpha", False),
+        ("~0.0.1", "0.1.0", False),
+        ("~2.4", "2.5.0", False),
+        ("~2.4", "2.3.9", False),
+        ("~>3.2.1", "3.3.2", False),
+        ("~>3.2.1", "3.2.0", False),
+        ("~1", "0.2.3", False),
+        ("~>1", "2.2.3", False),
+        ("~1.0", "1.1.0", False),
+        ("~v0.5.4-beta", "0.5.4-alpha", False),
+        ("=0.7.x", "0.8.2", False),
+        ("<1.2.3", "1.2.3-beta", False),
+        ("=1.2.3", "1.2.3-beta", False),
+        ("^0.0.1", "0.0.2-alpha", False),
+        ("^0.0.1", "0.0.2", False),
+        ("^1.2.3", "2.0.0-alpha", False),
+        ("^1.2.3", "1.2.2", False),
+        ("^1.2", "1.1.9", False),
+        ("^1.0.0", "2.0.0-rc1", False),
+        ("1 - 2", "2.0.0-pre", False),
+        ("1 - 2", "1.0.0-pre", False),
+        ("1.0 - 2", "1.0.0-pre", False),
+        ("1.1.x", "1.0.0-a", False),
+        ("1.1.x", "1.1.0-a", False),
+        ("1.1.x", "1.2.0-a", False),
+        ("1.x", "1.0.0-a", False),
+        ("1.x", "1.1.0-a", False),
+        ("1.x", "1.2.0-a", False),
+        (">=1.0.0 <1.1.0", "1.1.0", False),
+        (">=1.0.0 <1.1.0", "1.1.0-pre", False),
+        (">=1.0.0 <1.1.0-pre", "1.1.0-pre", False),
+        # the 0.x carets, the forms of the brief, and tags with a `v`
+        ("^0.2.3", "0.2.9", True),
+        ("^0.2.3", "0.3.0", False),
+        ("^0.0.3", "0.0.3", True),
+        ("^0.0.3", "0.0.4", False),
+        ("^0.0", "0.0.9", True),
+        ("^0.0", "0.1.0", False),
+        ("^0.x", "0.9.0", True),
+        ("^0.x", "1.0.0", False),
+        ("^1.2.0", "v1.4.0", True),
+        ("^1.2.0", "v2.0.0", False),
+        ("^v1.2.0", "v1.2.0", True),
+        ("~1.2.3", "v1.2.9", True),
+        ("~1.2.3", "v1.3.0", False),
+        ("1.2 - 1.4", "1.4.99", True),
+        ("1.2 - 1.4", "1.5.0", False),
+        ("1.2.0 - 1.4.0", "1.4.0", True),
+        ("1.2.0 - 1.4.0", "1.4.1", False),
+        ("*", "0.0.0", True),
+        ("*", "1.0.0-rc.1", False),  # `*` admits every release, no pre-release
+    ],
+)
+def test_node_semver_documented_examples(text: str, tag: str, matched: bool) -> None:
+    assert SemverMatcher(text).match(tag)[0] is matched
+
+
+def test_a_prerelease_must_be_named_in_the_same_alternative() -> None:
+    matcher = SemverMatcher(">=1.0.0 || 1.5.0-rc.1")
+    assert matcher.match("1.5.0-rc.1")[0]  # named by the second alternative
+    assert not matcher.match("1.5.0-rc.2")[0]  # in the first's bounds, but the first names no pre-release
+    split = SemverMatcher(">=1.5.0-rc.0 || <2.0.0")
+    assert split.match("1.5.0-rc.1")[0]
+    assert not SemverMatcher(">=1.5.0-rc.0 <1.5.0-rc.1 || >=1.0.0 <2.0.0").match("1.5.0-rc.2")[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("^1.2.x.5", "'^1.2.x.5' is not a version or range"),
+        ("~1.2.3.4", "'~1.2.3.4' is not a version or range"),
+        ("^01.2.3", "'^01.2.3' is not a version or range"),
+        ("1.2.3-01", "'1.2.3-01' is not a version or range"),
+        ("latest", "'latest' is not a version or range"),
+        ("=>1.2.0", "'=>1.2.0' is not a version or range"),
+        ("1.x.2", "'1.x.2' is not a version or range: a number follows a wildcard"),
+        ("1.2.x-rc.1", "'1.2.x-rc.1' is not a version or range: a pre-release needs a full version"),
+        (
+            "99999999999999999.0.0",
+            "'99999999999999999.0.0' is not a version or range: 99999999999999999 is above 9007199254740991",
+        ),
+        (
+            ">=1.2",
+            "'1.2' is not a full semantic version (major.minor.patch): >= needs all three numbers "
+            "(or write a caret, tilde or x-range)",
+        ),
+        (
+            "^1.2.0 <2",
+            "'2' is not a full semantic version (major.minor.patch): < needs all three numbers "
+            "(or write a caret, tilde or x-range)",
+        ),
+        ("^", "'^' is not followed by a version in '^'"),
+        (">= <2.0.0", "'>=' is not followed by a version in '>= <2.0.0'"),
+        ("", "empty semver range"),
+        ("1.x ||", "empty alternative in semver range '1.x ||': write a range on each side of ||"),
+        ("|| ^2", "empty alternative in semver range '|| ^2': write a range on each side of ||"),
+        (">=1.2.0,,<2.0.0", "cannot read semver range at ',<2.0.0'"),
+        (
+            "1.2.0 - 1.4.0 <1.3.0",
+            "'1.2.0 - 1.4.0 <1.3.0' is not a hyphen range: write LOW - HIGH, alone between ||",
+        ),
+        ("1.2.0 -", "'1.2.0 -' is not a hyphen range: write LOW - HIGH, alone between ||"),
+        (
+            "^1.2.0 - 2",
+            "'^1.2.0' in hyphen range '^1.2.0 - 2': the ends of LOW - HIGH are bare versions",
+        ),
+        (
+            "1.2.0 -1.4.0",
+            "'-1.4.0' is not a version or range: a hyphen range needs a space each side of -",
+        ),
+    ],
+)
+def test_invalid_ranges_say_what_is_wrong_in_one_line(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=r".") as refused:
+        SemverMatcher(text)
+    assert str(refused.value) == problem
+
+
+def test_reasons_quote_the_range_as_written() -> None:
+    assert SemverMatcher("^1.2.0").match("v1.4.0") == (True, "tag v1.4.0 is in semver range ^1.2.0")
+    assert SemverMatcher("~1.2 || 2.x").match("1.3.0") == (
+        False,
+        "tag 1.3.0 is outside semver range ~1.2 || 2.x",
+    )
+    assert SemverMatcher("^1.2.0").match("1.5.0-rc.1") == (
+        False,
+        "tag 1.5.0-rc.1 is a pre-release and range ^1.2.0 names no pre-release of it",
+    )
+
+
+def test_tags_are_still_full_versions_only() -> None:
+    for tag in ("^1.2.0", "1.2", "1.x", "~1.2.3", "1.2.0 - 1.4.0", "*"):
+        assert parse_version(tag) is None
+        assert SemverMatcher("*").match(tag) == (False, f"tag {tag} is not a semantic version")
+
+
+def test_parse_range_reads_one_alternative_and_the_matcher_all() -> None:
+    with pytest.raises(ValueError, match=r"has alternatives"):
+        parse_range("^1 || ^2")
+    assert [" ".join(map(str, set_)) for set_ in SemverMatcher("^1 || 2.3.4 - 2.5").alternatives] == [
+        ">=1.0.0 <2.0.0-0",
+        ">=2.3.4 <2.6.0-0",
+    ]
+
+
+numbers = st.integers(0, 4)
+prereleases = st.sampled_from(["", "-0", "-1", "-alpha", "-rc.1", "-rc.2"])
+releases = st.builds("{}.{}.{}".format, numbers, numbers, numbers)
+any_versions = st.builds(str.__add__, releases, prereleases)  # many land on a range's own bounds
+
+
+@given(st.integers(1, 4), numbers, numbers, prereleases, any_versions)
+def test_caret_is_up_to_the_next_major(major: int, minor: int, patch: int, pre: str, tag: str) -> None:
+    low = f"{major}.{minor}.{patch}{pre}"
+    expected = SemverMatcher(f">={low} <{major + 1}.0.0").match(tag)[0]
+    assert SemverMatcher(f"^{low}").match(tag)[0] is expected
+
+
+@given(numbers, numbers, numbers, prereleases, any_versions)
+def test_tilde_is_up_to_the_next_minor(major: int, minor: int, patch: int, pre: str, tag: str) -> None:
+    low = f"{major}.{minor}.{patch}{pre}"
+    expected = SemverMatcher(f">={low} <{major}.{minor + 1}.0").match(tag)[0]
+    assert SemverMatcher(f"~{low}").match(tag)[0] is expected
+
+
+@given(numbers, numbers, any_versions)
+def test_a_partial_version_is_its_x_range(major: int, minor: int, tag: str) -> None:
+    expected = SemverMatcher(f">={major}.{minor}.0 <{major}.{minor + 1}.0").match(tag)[0]
+    for text in (f"{major}.{minor}", f"{major}.{minor}.x", f"{major}.{minor}.*", f"~{major}.{minor}"):
+        assert SemverMatcher(text).match(tag)[0] is expected
+
+
+@given(releases, releases, any_versions)
+def test_a_hyphen_range_of_full_versions_is_inclusive(low: str, high: str, tag: str) -> None:
+    expected = SemverMatcher(f">={low},<={high}").match(tag)[0]
+    assert SemverMatcher(f"{low} - {high}").match(tag)[0] is expected
+
+
+ranges = st.one_of(
+    st.builds("^{}".format, any_versions),
+    st.builds("~{}".format, any_versions),
+    st.builds("{}.x".format, numbers),
+    st.builds("{}.{}".format, numbers, numbers),
+    st.builds("{} - {}".format, any_versions, any_versions),
+    st.builds(">={} <{}".format, any_versions, any_versions),
+    st.builds("<={}".format, any_versions),
+    any_versions,
+    st.just("*"),
+)
+
+
+@given(ranges, ranges, any_versions)
+def test_alternatives_are_the_union(first: str, second: str, tag: str) -> None:
+    expected = SemverMatcher(first).match(tag)[0] or SemverMatcher(second).match(tag)[0]
+    assert SemverMatcher(f"{first} || {second}").match(tag)[0] is expected
+    assert SemverMatcher(f"{first}||{second}").match(tag)[0] is expected

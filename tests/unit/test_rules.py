@@ -261,3 +261,59 @@ def test_stored_rules_are_checked_when_read_back_too() -> None:
     )
     with pytest.raises(ValidationError, match="lookaround and backreferences are not supported"):
         Rule.model_validate_json(stored)
+
+
+@pytest.mark.parametrize(
+    "semver_range",
+    [
+        "^1.2.0",
+        "^0.2.3",
+        "^0.0.3",
+        "^1.2",
+        "^1",
+        "^v1.2.0",
+        "~1.2.3",
+        "~1.2",
+        "~1",
+        "1.x",
+        "1.2.*",
+        "*",
+        "1.X",
+        "1.2",
+        "1.2.0 - 1.4.0",
+        "1.2 - 1.4",
+        ">=1.2.0 <1.5.0 || ^2.0.0",
+        ">=1.2.0,<2.0.0",
+    ],
+)
+def test_npm_style_semver_ranges_are_valid(semver_range: str) -> None:
+    text = rules_yaml(
+        f"- id: a1\n  service: {WEB_PROD}\n  image: {{repository: web, semver: '{semver_range}'}}\n"
+    )
+    (rule,) = parse_rules_text(text)
+    assert rule.image is not None
+    assert rule.image.semver == semver_range  # kept as written: reasons quote it
+
+
+@pytest.mark.parametrize(
+    ("semver_range", "problem"),
+    [
+        ("^1.2.x.5", "'^1.2.x.5' is not a version or range"),
+        ("~1.2.3.4", "'~1.2.3.4' is not a version or range"),
+        ("1.x ||", "empty alternative in semver range '1.x ||': write a range on each side of ||"),
+        (
+            "1.2.0 - 1.4.0 <1.3.0",
+            "'1.2.0 - 1.4.0 <1.3.0' is not a hyphen range: write LOW - HIGH, alone between ||",
+        ),
+        (">1.2 || ^2", "'1.2' is not a full semantic version"),
+        ("1.x.2", "'1.x.2' is not a version or range: a number follows a wildcard"),
+    ],
+)
+def test_invalid_npm_style_ranges_are_one_line_naming_rule_and_field(semver_range: str, problem: str) -> None:
+    text = rules_yaml(
+        f"- id: a1\n  service: {WEB_PROD}\n  image: {{repository: web, semver: '{semver_range}'}}\n"
+    )
+    problems = problems_of(text)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"rule a1: image.semver: {problem}"), problems
+    assert "\n" not in problems[0]

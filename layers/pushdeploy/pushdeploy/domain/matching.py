@@ -18,15 +18,6 @@ from typing import Any, Protocol
 
 import semver
 
-_COMPARATOR = re.compile(r"\s*(>=|<=|>|<|=)?\s*v?([^\s,<>=]+)\s*(?:,|\s|$)")
-_OPERATORS = {
-    ">=": lambda c: c >= 0,
-    "<=": lambda c: c <= 0,
-    ">": lambda c: c > 0,
-    "<": lambda c: c < 0,
-    "=": lambda c: c == 0,
-}
-
 
 class Matcher(Protocol):
     """Answers whether a tag or branch name matches, and why."""
@@ -266,6 +257,9 @@ class RegexMatcher(_Re2Matcher):
         super().__init__(subject, pattern, pattern)
 
 
+# --- semver ----------------------------------------------------------------------------------------
+
+
 def parse_version(tag: str) -> semver.Version | None:
     """A full semantic version, a single leading `v` allowed; `1.4` or `latest` are not versions."""
     text = tag[1:] if tag.startswith("v") else tag
@@ -275,58 +269,291 @@ def parse_version(tag: str) -> semver.Version | None:
         return None
 
 
+_OPERATORS = {
+    ">=": lambda c: c >= 0,
+    "<=": lambda c: c <= 0,
+    ">": lambda c: c > 0,
+    "<": lambda c: c < 0,
+    "=": lambda c: c == 0,
+}
+
+
 @dataclass(frozen=True)
 class Comparator:
-    operator: str
+    """A primitive comparator: every range form desugars to these (npm's node-semver does the same)."""
+
+    operator: str  # >=, <=, >, <, =
     version: semver.Version
 
     def admits(self, version: semver.Version) -> bool:
         return bool(_OPERATORS[self.operator](version.compare(self.version)))
 
+    def names_prerelease_of(self, version: semver.Version) -> bool:
+        """Whether this comparator names a pre-release of `version`'s major.minor.patch: what lets a
+        pre-release `version` into a range at all."""
+        mine = self.version
+        return bool(mine.prerelease) and (mine.major, mine.minor, mine.patch) == (
+            version.major,
+            version.minor,
+            version.patch,
+        )
 
-def parse_range(text: str) -> tuple[Comparator, ...]:
-    """Comparators separated by commas or spaces; a bare version means `=`. Raises ValueError."""
+    def __str__(self) -> str:
+        return f"{self.operator}{self.version}"
+
+
+# A version as a range may write it (npm's `partial`): `1`, `1.2`, `1.2.3`, `1.x`, `1.2.*`, `*`; a
+# pre-release on a full one; build metadata (ignored, as npm ignores it) and a leading `v` on any.
+# Pre-release identifiers are checked for leading zeros apart (`_identifier_ok`), which keeps every
+# pattern here linear.
+_PART = r"0|[1-9][0-9]*|[xX*]"
+_WORD = r"[0-9A-Za-z-]+"
+_PARTIAL = re.compile(
+    rf"v?(?P<major>{_PART})(?:\.(?P<minor>{_PART})(?:\.(?P<patch>{_PART})"
+    rf"(?:-(?P<prerelease>{_WORD}(?:\.{_WORD})*))?)?)?(?:\+{_WORD}(?:\.{_WORD})*)?"
+)
+# One comparator of a comparator set: an operator (or none), then what it applies to, up to the next
+# space or comma. Spaces after the operator are allowed (`>= 1.2.0`, `^ 1.2`), as npm allows them.
+_TOKEN = re.compile(r"(?P<operator>>=|<=|>|<|=|\^|~>|~)?\s*(?P<version>[^\s,]*)")
+_SEPARATOR = re.compile(r"\s*,\s*|\s+")
+_OPERATOR_CHARACTERS = "<>=^~"
+_MAX_NUMBER = 2**53 - 1  # npm's largest major, minor or patch (Number.MAX_SAFE_INTEGER)
+_LOWEST = "0"  # the lowest pre-release: `<2.0.0-0` is below 2.0.0 and every pre-release of it
+
+
+@dataclass(frozen=True)
+class _Partial:
+    """Major, minor and patch as written, None where `x`, `X`, `*` or nothing stands."""
+
+    major: int | None
+    minor: int | None
+    patch: int | None
+    prerelease: str | None
+
+    @property
+    def full(self) -> bool:
+        return self.patch is not None
+
+    def version(self) -> semver.Version:
+        if self.major is None or self.minor is None or self.patch is None:
+            raise ValueError(f"{self} is not a full version")  # callers ask `full` first
+        return semver.Version(self.major, self.minor, self.patch, self.prerelease)
+
+
+def _identifier_ok(identifier: str) -> bool:
+    return not (identifier.isdigit() and len(identifier) > 1 and identifier.startswith("0"))
+
+
+def _partial(text: str, token: str) -> _Partial:
+    """`text` (a partial version) read; ValueError naming `token` (what the user wrote) when it is none."""
+    found = _PARTIAL.fullmatch(text)
+    if not found or not all(map(_identifier_ok, (found.group("prerelease") or "").split("."))):
+        raise ValueError(f"{token!r} is not a version or range")
+    numbers: list[int | None] = []
+    for name in ("major", "minor", "patch"):
+        part = found.group(name)
+        if part is None or part in ("x", "X", "*"):
+            numbers.append(None)
+            continue
+        if int(part) > _MAX_NUMBER:
+            raise ValueError(f"{token!r} is not a version or range: {part} is above {_MAX_NUMBER}")
+        if numbers and numbers[-1] is None:  # `x.1`, `1.x.2`: a number after a wildcard
+            raise ValueError(f"{token!r} is not a version or range: a number follows a wildcard")
+        numbers.append(int(part))
+    major, minor, patch = numbers
+    prerelease = found.group("prerelease")
+    if prerelease is not None and patch is None:  # `1.2.x-rc.1`
+        raise ValueError(f"{token!r} is not a version or range: a pre-release needs a full version")
+    return _Partial(major, minor, patch, prerelease)
+
+
+def _at_least(major: int, minor: int, patch: int, prerelease: str | None = None) -> Comparator:
+    return Comparator(">=", semver.Version(major, minor, patch, prerelease))
+
+
+def _below(major: int, minor: int, patch: int) -> Comparator:
+    """`<major.minor.patch-0`: below that release and all its pre-releases, as npm's upper bounds are."""
+    return Comparator("<", semver.Version(major, minor, patch, _LOWEST))
+
+
+def _x_range(p: _Partial) -> tuple[Comparator, ...]:
+    """`*` (any), `1` or `1.x` (>=1.0.0 <2.0.0-0), `1.2` or `1.2.x` (>=1.2.0 <1.3.0-0), `1.2.3` (=1.2.3)."""
+    if p.major is None:
+        return ()
+    if p.minor is None:
+        return _at_least(p.major, 0, 0), _below(p.major + 1, 0, 0)
+    if p.patch is None:
+        return _at_least(p.major, p.minor, 0), _below(p.major, p.minor + 1, 0)
+    return (Comparator("=", p.version()),)
+
+
+def _tilde(p: _Partial) -> tuple[Comparator, ...]:
+    """Patch-level changes when a minor is given, minor-level otherwise: `~1.2.3` is >=1.2.3 <1.3.0-0."""
+    if p.major is None:
+        return ()
+    if p.minor is None:
+        return _at_least(p.major, 0, 0), _below(p.major + 1, 0, 0)
+    if p.patch is None:
+        return _at_least(p.major, p.minor, 0), _below(p.major, p.minor + 1, 0)
+    return _at_least(p.major, p.minor, p.patch, p.prerelease), _below(p.major, p.minor + 1, 0)
+
+
+def _caret(p: _Partial) -> tuple[Comparator, ...]:
+    """Changes that keep the left-most non-zero number: `^1.2.3` is >=1.2.3 <2.0.0-0, `^0.2.3`
+    >=0.2.3 <0.3.0-0, `^0.0.3` >=0.0.3 <0.0.4-0; a missing number desugars to 0 but may vary."""
+    if p.major is None:
+        return ()
+    if p.minor is None:
+        return _at_least(p.major, 0, 0), _below(p.major + 1, 0, 0)
+    if p.patch is None:
+        upper = _below(0, p.minor + 1, 0) if p.major == 0 else _below(p.major + 1, 0, 0)
+        return _at_least(p.major, p.minor, 0), upper
+    if p.major > 0:
+        upper = _below(p.major + 1, 0, 0)
+    elif p.minor > 0:
+        upper = _below(0, p.minor + 1, 0)
+    else:
+        upper = _below(0, 0, p.patch + 1)
+    return _at_least(p.major, p.minor, p.patch, p.prerelease), upper
+
+
+def _hyphen(low: _Partial, high: _Partial) -> tuple[Comparator, ...]:
+    """`1.2.3 - 2.3.4` is >=1.2.3 <=2.3.4; a partial low end is filled with zeros (`1.2 - ...` is
+    >=1.2.0), a partial high end takes every version that starts with it (`... - 2.3` is <2.4.0-0)."""
+    lower: tuple[Comparator, ...] = ()
+    if low.major is not None:
+        lower = (_at_least(low.major, low.minor or 0, low.patch or 0, low.prerelease),)
+    if high.major is None:
+        return lower
+    if high.minor is None:
+        return (*lower, _below(high.major + 1, 0, 0))
+    if high.patch is None:
+        return (*lower, _below(high.major, high.minor + 1, 0))
+    return (*lower, Comparator("<=", high.version()))
+
+
+def _desugar(operator: str, text: str, token: str) -> tuple[Comparator, ...]:
+    """One comparator as written (`token`: its operator, then `text`) as primitive comparators."""
+    if operator == "^":
+        return _caret(_partial(text, token))
+    if operator in ("~", "~>"):
+        return _tilde(_partial(text, token))
+    if operator in ("", "="):  # a bare version, full (`=`) or partial (an x-range)
+        return _x_range(_partial(text, token))
+    partial = _partial(text, token)
+    if not partial.full:
+        # npm reads `>1.2` as >=1.3.0 and `<=1.2` as <1.3.0-0: refused here rather than guessed at.
+        raise ValueError(
+            f"{text!r} is not a full semantic version (major.minor.patch): {operator} needs all three "
+            "numbers (or write a caret, tilde or x-range)"
+        )
+    return (Comparator(operator, partial.version()),)
+
+
+def _comparator_set(text: str) -> tuple[Comparator, ...]:
+    """One `||` alternative: a hyphen range alone, or comparators separated by commas or spaces."""
+    words = text.split()
+    if "-" in words:
+        if len(words) != 3 or words[1] != "-":
+            raise ValueError(f"{text!r} is not a hyphen range: write LOW - HIGH, alone between ||")
+        for end in (words[0], words[2]):
+            if end[0] in _OPERATOR_CHARACTERS:
+                raise ValueError(
+                    f"{end!r} in hyphen range {text!r}: the ends of LOW - HIGH are bare versions"
+                )
+        return _hyphen(_partial(words[0], words[0]), _partial(words[2], words[2]))
     comparators: list[Comparator] = []
     position = 0
-    stripped = text.strip()
-    if not stripped:
-        raise ValueError("empty semver range")
-    while position < len(stripped):
-        found = _COMPARATOR.match(stripped, position)
-        if not found or found.end() == position:
-            raise ValueError(f"cannot read semver range at {stripped[position:]!r}")
-        operator, version_text = found.group(1) or "=", found.group(2)
-        version = parse_version(version_text)
-        if version is None:
-            raise ValueError(f"{version_text!r} is not a full semantic version (major.minor.patch)")
-        comparators.append(Comparator(operator, version))
+    while position < len(text):
+        found = _TOKEN.match(text, position)
+        assert found is not None  # every part of the pattern may be empty
+        operator, version = found.group("operator") or "", found.group("version")
+        token = text[position : found.end()]
+        if not operator and not version:
+            raise ValueError(f"cannot read semver range at {text[position:]!r}")
+        if operator and (not version or version[0] in _OPERATOR_CHARACTERS):
+            if version and token == operator + version:  # `=>1.2.0`, `>>1.2.0`
+                raise ValueError(f"{token!r} is not a version or range")
+            raise ValueError(f"{operator!r} is not followed by a version in {text!r}")
+        if "-" in (version[:1], version[-1:]) and not _PARTIAL.fullmatch(version):  # `1.2.0 -1.4.0`
+            raise ValueError(
+                f"{token!r} is not a version or range: a hyphen range needs a space each side of -"
+            )
+        comparators.extend(_desugar(operator, version, token))
         position = found.end()
+        separator = _SEPARATOR.match(text, position)
+        if separator:
+            position = separator.end()
     return tuple(comparators)
 
 
+def parse_alternatives(text: str) -> tuple[tuple[Comparator, ...], ...]:
+    """A semver range as its `||` alternatives, each a set of primitive comparators that must all
+    admit a version; an empty set admits any release (`*`). Raises ValueError with a one-line reason.
+
+    The forms are npm's (node-semver) and desugar as it does: comparators (`>=1.2.0`; a bare version
+    means `=`) separated by commas or spaces, caret (`^1.2.0`), tilde (`~1.2`), x-ranges (`1.x`,
+    `1.2.*`, `*`, `1.2`), hyphen ranges (`1.2.0 - 1.4`), alternatives joined by `||`.
+
+    Refused where npm would guess: `>`, `>=`, `<` and `<=` with a partial version (npm reads `>1.2` as
+    >=1.3.0), an empty range or alternative (npm reads `""` and `1.x ||` as any version), a number after
+    a wildcard (`1.x.2`) and a pre-release on a partial version (`1.2.x-rc.1`). And `||` is a plain
+    union: npm drops the other alternatives when one is `*`, and with them the pre-releases they name
+    (`* || ^1.0.0-rc.1` refuses 1.0.0-rc.2 there, admits it here)."""
+    if not text.strip():
+        raise ValueError("empty semver range")
+    alternatives = []
+    for alternative in text.split("||"):
+        if not alternative.strip():
+            raise ValueError(
+                f"empty alternative in semver range {text.strip()!r}: write a range on each side of ||"
+            )
+        alternatives.append(_comparator_set(alternative.strip()))
+    return tuple(alternatives)
+
+
+def parse_range(text: str) -> tuple[Comparator, ...]:
+    """The primitive comparators of a range without `||` (`^1.2.0` gives >=1.2.0 and <2.0.0-0).
+    Raises ValueError; a range with alternatives is read by `parse_alternatives`."""
+    alternatives = parse_alternatives(text)
+    if len(alternatives) != 1:
+        raise ValueError(f"semver range {text.strip()!r} has alternatives (||)")
+    return alternatives[0]
+
+
+def _admits(comparators: tuple[Comparator, ...], version: semver.Version) -> bool:
+    """npm's rule for one comparator set: every comparator admits the version, and a pre-release only
+    when a comparator of the same set names a pre-release of the same major.minor.patch."""
+    if not all(c.admits(version) for c in comparators):
+        return False
+    return not version.prerelease or any(c.names_prerelease_of(version) for c in comparators)
+
+
 class SemverMatcher:
-    """Tags inside a semver range. A pre-release matches only when a comparator names a pre-release of the
-    same major.minor.patch, as npm's semver does, so `>=1.2.0` never picks up `1.5.0-rc.1` by accident.
-    Raises ValueError when the range is invalid."""
+    """Tags inside a semver range, with npm's semantics (see `parse_alternatives`). A pre-release matches
+    only when a comparator of the same `||` alternative names a pre-release of the same
+    major.minor.patch, as npm's semver does, so `>=1.2.0` or `^1.2.0` never picks up `1.5.0-rc.1` by
+    accident. Reasons quote the range as written. Raises ValueError when the range is invalid."""
 
     subject = "tag"
 
     def __init__(self, range_text: str) -> None:
         self.range_text = range_text
-        self.comparators = parse_range(range_text)
+        self.alternatives = parse_alternatives(range_text)
+
+    def admits(self, version: semver.Version) -> bool:
+        return any(_admits(comparators, version) for comparators in self.alternatives)
 
     def match(self, name: str) -> tuple[bool, str]:
         version = parse_version(name)
         if version is None:
             return False, f"tag {name} is not a semantic version"
-        release = version.to_tuple()[:3]
-        if version.prerelease and not any(
-            c.version.prerelease and c.version.to_tuple()[:3] == release for c in self.comparators
-        ):
+        if self.admits(version):
+            return True, f"tag {name} is in semver range {self.range_text}"
+        named = any(c.names_prerelease_of(version) for set_ in self.alternatives for c in set_)
+        if version.prerelease and not named:
             return (
                 False,
                 f"tag {name} is a pre-release and range {self.range_text} names no pre-release of it",
             )
-        if all(c.admits(version) for c in self.comparators):
-            return True, f"tag {name} is in semver range {self.range_text}"
         return False, f"tag {name} is outside semver range {self.range_text}"
