@@ -521,12 +521,19 @@ def test_list_operations_retries_a_throttled_second_page(
 @pytest.mark.parametrize("status", ["PAUSED", "RUNNING", "DELETED"])
 def test_describe(stubber: Stubber, target: AppRunnerTarget, status: str) -> None:
     expect_describe(stubber, status)
-    assert target.describe(ARN) == ServiceView(status, CONFIGURED_IMAGE)
+    assert target.describe(ARN) == ServiceView(status, CONFIGURED_IMAGE, image=CONFIGURED_IMAGE)
 
 
 def test_describe_a_code_service(stubber: Stubber, target: AppRunnerTarget) -> None:
     expect_describe(stubber, source=CODE_SOURCE)
-    assert target.describe(ARN) == ServiceView("RUNNING", "https://github.com/acme/web#main")
+    described = target.describe(ARN)
+    assert described == ServiceView(
+        "RUNNING",
+        "https://github.com/acme/web#main",
+        repository_url="https://github.com/acme/web",
+        branch="main",
+    )
+    assert described.is_code
 
 
 def test_misuse_is_a_programming_error(target: AppRunnerTarget) -> None:
@@ -599,7 +606,9 @@ def test_sim_start_deployment_then_settles(
     assert latest.started_at is not None
     assert latest.started_at.tzinfo is UTC
     assert latest.ended_at is None
-    assert sim_target.describe(service) == ServiceView("OPERATION_IN_PROGRESS", CONFIGURED_IMAGE)
+    assert sim_target.describe(service) == ServiceView(
+        "OPERATION_IN_PROGRESS", CONFIGURED_IMAGE, image=CONFIGURED_IMAGE
+    )
     clock.now += 2.0
     assert sim_target.list_operations(service)[0].status == "SUCCEEDED"
     assert sim_target.describe(service).status == "RUNNING"

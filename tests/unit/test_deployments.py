@@ -18,6 +18,7 @@ from pushdeploy.domain.decisions import Decision
 from pushdeploy.domain.deployments import (
     IN_FLIGHT,
     TERMINAL,
+    WAITING,
     Attempt,
     Deployment,
     InvalidTransition,
@@ -98,9 +99,11 @@ def test_an_in_progress_deployment_only_settles() -> None:
             check_transition(Status.IN_PROGRESS, status)
 
 
-def test_in_flight_and_terminal_partition_the_statuses() -> None:
-    assert set(Status) == IN_FLIGHT | TERMINAL
+def test_in_flight_waiting_and_terminal_partition_the_statuses() -> None:
+    assert set(Status) == IN_FLIGHT | WAITING | TERMINAL
     assert not IN_FLIGHT & TERMINAL
+    assert not WAITING & (IN_FLIGHT | TERMINAL)
+    assert {Status.HELD} == WAITING  # held deployments hold no slot and have not settled
 
 
 # ----- ids -----

@@ -29,7 +29,7 @@ from pushdeploy.domain.deployments import Deployment, Status
 from pushdeploy.domain.evidence import DEPLOY_TYPES
 from pushdeploy.domain.order import OrderKind
 from pushdeploy.domain.rules import CompiledRule
-from pushdeploy.domain.slot import Admitted, CheckLive, Entry, Slot, admit
+from pushdeploy.domain.slot import Admitted, CheckLive, Entry, Held, Refused, Slot, admit, holds
 from pushdeploy.errors import PushdeployError
 from pushdeploy.runner import Runner, Settings
 from pushdeploy.slots import EVENT_NAMES, Notifier, SilentNotifier, SlotChange, SlotKeeper, transition
@@ -155,48 +155,81 @@ class Controller:
         return self._admit(decision, deployment)
 
     def _admit(self, decision: Decision, deployment: Deployment) -> DecisionOutcome:
+        record = DecisionOutcome(decision, deployment.id).as_record()
+        try:
+            change, refusal = self.admit(deployment, record)
+        except DuplicateDeployment:
+            return DecisionOutcome(decision, deployment.id)  # a concurrent retry of this change won
+        if change is None:
+            return DecisionOutcome(decision, note=refusal)
+        if change.start == deployment.id:
+            return DecisionOutcome(decision, deployment.id)
+        if change.created is not None and change.created.status is Status.HELD:
+            return DecisionOutcome(decision, deployment.id, change.created.detail)
+        return DecisionOutcome(decision, deployment.id, "queued: the service is busy")
+
+    def admit(
+        self, deployment: Deployment, decision: dict[str, Any] | None = None, *, force: bool = False
+    ) -> tuple[SlotChange | None, str | None]:
+        """Admit a new deployment into its service's slot, in one transaction with the `decision` that
+        made it (a push's): start it, queue it, hold it, or refuse it. Returns the committed change, or
+        None and the refusal. `force` (an operator's) deploys an artifact that failed there before, or
+        that is live, again.
+
+        Raises DuplicateDeployment when the deployment is already recorded.
+        """
         newcomer = Entry.of(deployment)
         confirmed: dict[str, bool] = {}  # live deployment id -> App Runner still runs it
         refusals: list[str] = []
-        record = DecisionOutcome(decision, deployment.id).as_record()
 
         def plan(slot: Slot) -> SlotChange | None:
-            failure = self.ledger.failure(deployment.service, deployment.artifact)
+            failure = None if force else self.ledger.failure(deployment.service, deployment.artifact)
             if failure is not None:
                 refusals.append(_failure_refusal(deployment, failure))
                 return None
             live_id = slot.live.id if slot.live else ""
-            admission = admit(slot, newcomer, confirmed.get(live_id))
+            held_by = holds(slot, deployment.trigger)
+            admission = admit(slot, newcomer, confirmed.get(live_id), held_by=held_by, check_live=not force)
             if isinstance(admission, CheckLive):
                 confirmed[live_id] = self._still_live(deployment.service, admission.live)
-                admission = admit(slot, newcomer, confirmed[live_id])
-            if not isinstance(admission, Admitted):
-                assert not isinstance(admission, CheckLive)
+                admission = admit(slot, newcomer, confirmed[live_id], held_by=held_by)
+            if isinstance(admission, Refused):
                 refusals.append(admission.reason)
                 return None
-            return self._admission_change(deployment, admission, record)
+            assert not isinstance(admission, CheckLive)
+            return self._admission_change(deployment, admission, slot, decision)
 
-        try:
-            change = self.slots.change(deployment.service, plan)
-        except DuplicateDeployment:
-            return DecisionOutcome(decision, deployment.id)  # a concurrent retry of this change won
-        if change is None:
-            return DecisionOutcome(decision, note=refusals[-1])
-        if change.start == deployment.id:
-            return DecisionOutcome(decision, deployment.id)
-        return DecisionOutcome(decision, deployment.id, "queued: the service is busy")
+        change = self.slots.change(deployment.service, plan)
+        return change, (refusals[-1] if refusals else None)
 
     def _admission_change(
-        self, deployment: Deployment, admission: Admitted, record: dict[str, Any]
+        self,
+        deployment: Deployment,
+        admission: Admitted | Held,
+        before: Slot,
+        decision: dict[str, Any] | None,
     ) -> SlotChange:
         now = self.clock()
-        decision_put = Ledger.decision_put(
-            deployment.change_id, deployment.rule, {**record, "decided_at": now}
-        )
+        puts = []
+        if decision is not None and deployment.change_id and deployment.rule:
+            puts.append(
+                Ledger.decision_put(deployment.change_id, deployment.rule, {**decision, "decided_at": now})
+            )
+        if isinstance(admission, Held):
+            held = deployment.model_copy(
+                update={"status": Status.HELD, "held_by": admission.held_by, "detail": _held_detail(before)}
+            )
+            return SlotChange(admission.slot, created=held, puts=puts, notify=[(deployment.id, "Held")])
+        released = deployment.status is Status.HELD  # a held deployment admitted at last: it exists
         if admission.start_now:
+            if released:
+                moved = transition(deployment.id, Status.HELD, Status.STARTING, claimed_at=now, held_by=[])
+                return SlotChange(admission.slot, [moved], start=deployment.id)
             created = deployment.model_copy(update={"status": Status.STARTING, "claimed_at": now})
-            return SlotChange(admission.slot, created=created, puts=[decision_put], start=deployment.id)
+            return SlotChange(admission.slot, created=created, puts=puts, start=deployment.id)
         transitions, notify = [], [(deployment.id, "Queued")]
+        if released:
+            transitions.append(transition(deployment.id, Status.HELD, Status.QUEUED, held_by=[]))
         if admission.superseded:
             transitions.append(
                 transition(
@@ -209,11 +242,16 @@ class Controller:
                 )
             )
             notify.insert(0, (admission.superseded, "Superseded"))
-        return SlotChange(admission.slot, transitions, created=deployment, puts=[decision_put], notify=notify)
+        new_record = None if released else deployment
+        return SlotChange(admission.slot, transitions, created=new_record, puts=puts, notify=notify)
 
     def _still_live(self, service: str, live: Entry) -> bool:
+        return self.runs(service, live, record_outside=True)
+
+    def runs(self, service: str, live: Entry, record_outside: bool = False) -> bool:
         """Whether App Runner still runs what the ledger says is live: the same configuration and, unless
-        that pins a digest, no deployment since (a tag or branch redeployed may run something else)."""
+        that pins a digest, no deployment since (a tag or branch redeployed may run something else).
+        With `record_outside`, the operation that replaced it is recorded as made outside pushdeploy."""
         try:
             configured = self.target.describe(service).configured
         except TargetGone:
@@ -229,7 +267,7 @@ class Controller:
         pinned = "@sha256:" in (live.configured or "")
         if configured == live.configured and (pinned or newest is None or newest.id == live.operation_id):
             return True
-        if newest is not None and newest.id != live.operation_id:
+        if record_outside and newest is not None and newest.id != live.operation_id:
             self.runner.record_outside(
                 service, newest, f"App Runner runs {configured}, not what deployment {live.id} deployed"
             )
@@ -280,6 +318,14 @@ def _report_of(change_id: str, recorded: dict[str, Any]) -> ChangeReport:
         for d in recorded.get("decisions") or []
     ]
     return ChangeReport(change_id, outcomes)
+
+
+def _held_detail(slot: Slot) -> str:
+    pause = slot.paused
+    if pause is None:
+        return "held"
+    by = f" by {pause.by}" if pause.by else ""
+    return f"held: the service is paused{by} ({pause.reason}); `pushdeploy resume` deploys the newest held"
 
 
 def _failure_refusal(deployment: Deployment, failure: dict[str, Any]) -> str:

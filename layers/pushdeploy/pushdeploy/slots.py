@@ -29,6 +29,8 @@ EVENT_NAMES = {
     Status.SUPERSEDED: "Superseded",
     Status.DRY_RUN: "Dry Run",
     Status.ERROR: "Error",
+    Status.HELD: "Held",
+    Status.REJECTED: "Rejected",
 }
 
 

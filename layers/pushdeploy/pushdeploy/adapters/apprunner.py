@@ -97,6 +97,14 @@ class ServiceView:
     status: str
     # The image identifier, or a code service's `<repository url>#<branch>`: what a deployment deploys.
     configured: str
+    auto_deployments: bool = False
+    image: str | None = None  # an image service's ImageIdentifier
+    repository_url: str | None = None  # a code service's repository and branch
+    branch: str | None = None
+
+    @property
+    def is_code(self) -> bool:
+        return self.repository_url is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +188,17 @@ class AppRunnerTarget:
 
     def describe(self, service_arn: str) -> ServiceView:
         service = self._describe(service_arn)
-        return ServiceView(service["Status"], _configured(service))
+        source = service["SourceConfiguration"]
+        image = source.get("ImageRepository", {}).get("ImageIdentifier")
+        code = source.get("CodeRepository")
+        return ServiceView(
+            status=service["Status"],
+            configured=_configured(service),
+            auto_deployments=bool(source.get("AutoDeploymentsEnabled", False)),
+            image=image,
+            repository_url=code["RepositoryUrl"] if code else None,
+            branch=code["SourceCodeVersion"]["Value"] if code else None,
+        )
 
     @staticmethod
     def _deployable(service: ServiceTypeDef, call: str) -> ServiceTypeDef:

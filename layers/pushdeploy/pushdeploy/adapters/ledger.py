@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pushdeploy.domain.deployments import IN_FLIGHT, Attempt, Deployment, Status
-from pushdeploy.domain.slot import Entry, Slot
+from pushdeploy.domain.slot import Entry, Pause, Slot
 from pushdeploy.errors import PushdeployError
 
 if TYPE_CHECKING:
@@ -159,6 +159,18 @@ def attempt_record(attempt: Attempt) -> dict[str, Any]:
     }
 
 
+def _listed(change_id: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a change record in the Changes and ChangesByArtifact indexes."""
+    received = attributes.get("received_at")
+    when = received.isoformat() if isinstance(received, datetime) else str(received or "")
+    change = attributes.get("change") or {}
+    return {
+        "listing": "change",
+        "listed_key": f"{when}#{change_id}",
+        "change_artifact": change.get("digest") or change.get("commit"),
+    }
+
+
 class Ledger:
     """All ledger reads and writes. Takes a DynamoDB client; never creates one."""
 
@@ -182,6 +194,7 @@ class Ledger:
             pending=Entry.from_record(plain.get("pending")),
             live=Entry.from_record(plain.get("live")),
             version=int(plain["version"]),
+            paused=Pause.from_record(plain.get("paused")),
         )
 
     def commit(
@@ -238,6 +251,7 @@ class Ledger:
                 "active": new.active.as_record() if new.active else None,
                 "pending": new.pending.as_record() if new.pending else None,
                 "live": new.live.as_record() if new.live else None,
+                "paused": new.paused.as_record() if new.paused else None,
                 "version": new.version,
             }
         )
@@ -317,6 +331,60 @@ class Ledger:
     def with_status(self, status: Status, limit: int | None = 50) -> list[Deployment]:
         return list(self._query("ByStatus", "status", str(status), limit))
 
+    def changes(self, since: datetime | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
+        """Change records (decided, or noted by the webhook), newest first, received since `since`."""
+        condition = "listing = :listing"
+        values: dict[str, Any] = {":listing": "change"}
+        if since is not None:
+            condition += " AND listed_key >= :since"
+            values[":since"] = since.isoformat()
+        return self._records("Changes", condition, values, limit)
+
+    def changes_of_artifact(self, artifact: str, limit: int | None = 50) -> list[dict[str, Any]]:
+        """The changes that pushed a digest or commit, newest first."""
+        return self._records("ChangesByArtifact", "change_artifact = :a", {":a": artifact}, limit)
+
+    def _records(
+        self, index: str, condition: str, values: dict[str, Any], limit: int | None
+    ) -> list[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": _item(values),
+            "ScanIndexForward": False,
+        }
+        found: list[dict[str, Any]] = []
+        while limit is None or len(found) < limit:
+            if limit is not None:
+                request["Limit"] = limit - len(found)
+            page = self._client.query(**request)
+            found.extend(_plain(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found
+
+    def held(self, service: str) -> list[Deployment]:
+        """The service's held deployments, newest first (one indexed query over its history)."""
+        return [d for d in self.for_service(service, limit=None) if d.status is Status.HELD]
+
+    def services(self) -> list[str]:
+        """Every service the ledger has a slot for (a scan of slot items: for the operator CLI only)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "kind = :slot",
+            "ExpressionAttributeValues": _item({":slot": "slot"}),
+            "ProjectionExpression": "service",
+        }
+        found: set[str] = set()
+        while True:
+            page = self._client.scan(**request)
+            found.update(str(_plain(item)["service"]) for item in page.get("Items", []) if "service" in item)
+            if "LastEvaluatedKey" not in page:
+                return sorted(found)
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def for_artifact(self, artifact: str, limit: int | None = 50) -> list[Deployment]:
         return list(self._query("ByArtifact", "artifact", artifact, limit))
 
@@ -357,6 +425,7 @@ class Ledger:
         and leaves it as it is. False when it was already recorded."""
         item = {
             **attributes,
+            **_listed(change_id, attributes),
             "pk": f"CHANGE#{change_id}",
             "sk": "CHANGE",
             "kind": "change",
@@ -371,6 +440,7 @@ class Ledger:
         delivered again once a rule watches it."""
         item = {
             **attributes,
+            **_listed(change_id, attributes),
             "pk": f"CHANGE#{change_id}",
             "sk": "WEBHOOK",
             "kind": "change",

@@ -45,11 +45,17 @@ class Target:
             raise TargetError(f"{self.description} has no output {name}: is it up to date?") from None
 
     def client(self, service: str) -> Any:
+        return self.client_in(service, self.region)
+
+    def client_in(self, service: str, region: str | None) -> Any:
+        """A client in another Region (a rule may name a service anywhere); the local cloud has one."""
         import boto3
 
-        kwargs: dict[str, Any] = {"region_name": self.region}
+        kwargs: dict[str, Any] = {"region_name": region if not self.local else self.region}
         if service in self.endpoints:
             kwargs["endpoint_url"] = self.endpoints[service]
+        elif self.local and service == "sts" and "dynamodb" in self.endpoints:
+            kwargs["endpoint_url"] = self.endpoints["dynamodb"]  # moto's server answers STS as well
         if self.local:
             kwargs.update(aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106
         return boto3.client(service, **kwargs)  # type: ignore[call-overload]
@@ -57,6 +63,15 @@ class Target:
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where")
+    # Also accepted after the command (`pushdeploy status --local`); SUPPRESS keeps the global one's value.
+    group.add_argument(
+        "--local", action="store_true", default=argparse.SUPPRESS, help="act on the local cloud"
+    )
+    group.add_argument(
+        "--state-dir",
+        default=argparse.SUPPRESS,
+        help="the local cloud's state directory (default: .pushdeploy)",
+    )
     group.add_argument(
         "--stack",
         default=os.environ.get("PUSHDEPLOY_STACK", DEFAULT_STACK),

@@ -70,7 +70,14 @@ def render_table(deployments: list[Deployment]) -> str:
             else f"{d.branch} {d.commit and d.commit[:12]}"
         )
         rows.append(
-            (iso(d.created_at) or "", str(d.status), d.rule, d.service.rsplit("/", 2)[-2], what, d.id)
+            (
+                iso(d.created_at) or "",
+                str(d.status),
+                d.rule or d.trigger,
+                d.service.rsplit("/", 2)[-2],
+                what,
+                d.id,
+            )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
@@ -83,7 +90,7 @@ def run_show(args: argparse.Namespace) -> int:
     deployment = book.deployment(args.id)
     if deployment is None:
         raise TargetError(f"no deployment {args.id}")
-    change = book.change(deployment.change_id) or {}
+    change = (book.change(deployment.change_id) if deployment.change_id else None) or {}
     shown = {**deployment.public_view(), "change": change.get("change"), "decisions": change.get("decisions")}
     if args.json:
         print(json.dumps(shown, indent=2, default=str))

@@ -10,9 +10,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pushdeploy.cli import (
+    changes_cmd,
     deployments_cmd,
     explain_cmd,
     local_cmd,
+    operator_cmd,
     push_cmd,
     rules_cmd,
     simulate_cmd,
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain_cmd.register(commands)
     rules_cmd.register(commands)
     deployments_cmd.register(commands)
+    operator_cmd.register(commands)
+    changes_cmd.register(commands)
     webhook_cmd.register(commands)
     local_cmd.register(commands)
     push_cmd.register(commands)

@@ -30,10 +30,13 @@ class Status(StrEnum):
     SUPERSEDED = "superseded"
     DRY_RUN = "dry_run"
     ERROR = "error"
+    HELD = "held"  # waits outside the slot: its service is paused, or a gate has not opened
+    REJECTED = "rejected"  # a gate said no
 
 
 IN_FLIGHT: frozenset[Status] = frozenset({Status.QUEUED, Status.STARTING, Status.IN_PROGRESS})
-TERMINAL: frozenset[Status] = frozenset(Status) - IN_FLIGHT
+WAITING: frozenset[Status] = frozenset({Status.HELD})
+TERMINAL: frozenset[Status] = frozenset(Status) - IN_FLIGHT - WAITING
 
 _ALLOWED: dict[Status, frozenset[Status]] = {
     # queued -> starting when its service frees up; superseded by a newer arrival.
@@ -43,6 +46,8 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
         {Status.IN_PROGRESS, Status.QUEUED, Status.SUPERSEDED, Status.ERROR, *TERMINAL}
     ),
     Status.IN_PROGRESS: frozenset({Status.SUCCEEDED, Status.FAILED, Status.ROLLED_BACK, Status.ERROR}),
+    # held -> admitted when its service resumes (or its gates open); superseded by a newer one.
+    Status.HELD: frozenset({Status.QUEUED, Status.STARTING, Status.SUPERSEDED, Status.REJECTED}),
 }
 
 
@@ -103,6 +108,8 @@ def iso(moment: datetime | None) -> str | None:
 
 
 AttemptOutcome = Literal["started", "refused", "unknown"]
+Trigger = Literal["push", "manual", "rollback", "take-over", "sweep"]
+HoldReason = Literal["pause", "scan", "window", "freeze", "approval", "promotion"]
 
 
 class Attempt(BaseModel):
@@ -135,7 +142,7 @@ class Deployment(BaseModel):
 
     id: str
     service: str
-    rule: str
+    rule: str | None = None  # None for a deployment no rule made (an operator's)
     action: Literal["start_deployment", "update_service"]
     status: Status
     image: str | None = None
@@ -150,7 +157,10 @@ class Deployment(BaseModel):
     operation_id: str | None = None
     operation_status: str | None = None
     reason: str
-    change_id: str
+    change_id: str | None = None  # the push it deploys; None for an operator's deployment
+    actor: str | None = None  # the IAM identity of the operator who asked; None for a push
+    trigger: Trigger = "push"
+    held_by: tuple[HoldReason, ...] = ()  # what a held deployment waits for
     version: str | None = None  # the semantic version, for semver rules
     order: OrderKind = "time"  # how the rule orders its pushes (see pushdeploy.domain.order)
     pushed_at: datetime | None = None
@@ -174,7 +184,7 @@ class Deployment(BaseModel):
     @property
     def position(self) -> Position:
         return Position(
-            rule=self.rule,
+            rule=self.rule or f"operator:{self.id}",  # an operator's deployment is ordered against nothing
             kind=self.order,
             artifact=self.artifact,
             version=self.version,
@@ -257,6 +267,9 @@ class Deployment(BaseModel):
             "detail": self.detail,
             "adopted": self.adopted,
             "change_id": self.change_id,
+            "actor": self.actor,
+            "trigger": self.trigger,
+            "held_by": list(self.held_by),
             "configured": self.configured,
             "attempts": self.attempts,
         }

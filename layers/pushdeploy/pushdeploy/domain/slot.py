@@ -61,11 +61,30 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Pause:
+    """An operator paused the service's deployments from pushes."""
+
+    reason: str
+    by: str | None
+    at: datetime
+
+    def as_record(self) -> dict[str, Any]:
+        return {"reason": self.reason, "by": self.by, "at": self.at.isoformat()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any] | None) -> Pause | None:
+        if not record:
+            return None
+        return cls(str(record["reason"]), record.get("by"), datetime.fromisoformat(record["at"]))
+
+
+@dataclass(frozen=True)
 class Slot:
     active: Entry | None = None  # starting or in progress
     pending: Entry | None = None  # queued: the newest waiting deployment
     live: Entry | None = None  # the last deployment that succeeded, while App Runner still runs it
     version: int = 0  # optimistic concurrency: every change of the slot increments it
+    paused: Pause | None = None
 
     @property
     def active_id(self) -> str | None:
@@ -101,32 +120,68 @@ class Admitted:
     superseded: str | None = None  # the pending deployment the newcomer replaced
 
 
-Admission = Refused | CheckLive | Admitted
+@dataclass(frozen=True)
+class Held:
+    """The newcomer passed every check but waits outside the slot (`held_by` says for what)."""
+
+    slot: Slot  # unchanged but for its version: the hold is decided on this very slot
+    held_by: tuple[str, ...]
 
 
-def admit(slot: Slot, newcomer: Entry, live_confirmed: bool | None = None) -> Admission:
+Admission = Refused | CheckLive | Admitted | Held
+
+
+def admit(
+    slot: Slot,
+    newcomer: Entry,
+    live_confirmed: bool | None = None,
+    *,
+    held_by: tuple[str, ...] = (),
+    check_live: bool = True,
+) -> Admission:
     """Admit a deployment, or say why not.
 
     `live_confirmed` is App Runner's answer about `slot.live`: None when not asked yet, True when it
     still runs it, False when it runs something else (a change made outside pushdeploy), in which case the
-    live entry is forgotten and does not count.
+    live entry is forgotten and does not count. `held_by` names what a deployment that passes every check
+    still waits for (see `holds`); `check_live` False lets an operator deploy again what is live.
     """
     refusal = _in_flight_refusal(slot, newcomer)
     if refusal:
         return Refused(refusal)
     live = slot.live
-    if live is not None and _blocked_by(newcomer, live):
+    if check_live and live is not None and _blocked_by(newcomer, live):
         if live_confirmed is None:
             return CheckLive(live)
         if live_confirmed:
             return Refused(_live_refusal(newcomer, live))
     base = slot if live_confirmed is not False else replace(slot, live=None)
+    if held_by:
+        return Held(base.bumped(), held_by)
     if base.active is None and base.pending is None:
         return Admitted(base.bumped(active=newcomer), start_now=True)
     return Admitted(base.bumped(pending=newcomer), start_now=False, superseded=base.pending_id)
 
 
+def holds(slot: Slot, trigger: str) -> tuple[str, ...]:
+    """What a deployment of this trigger waits for on this slot: a paused service holds what pushes (and
+    sweeps) would start; an operator's own deploy, rollback or take-over goes through."""
+    if slot.paused is not None and trigger in ("push", "sweep"):
+        return ("pause",)
+    return ()
+
+
+def paused(slot: Slot, pause: Pause) -> Slot:
+    return slot.bumped(paused=pause)
+
+
+def resumed(slot: Slot) -> Slot:
+    return slot.bumped(paused=None)
+
+
 def _blocked_by(newcomer: Entry, other: Entry) -> bool:
+    if not newcomer.artifact:
+        return False  # a manual StartDeployment of whatever is configured: nothing to compare
     return newcomer.artifact == other.artifact or compare(newcomer.position, other.position) <= 0
 
 
@@ -134,7 +189,7 @@ def _in_flight_refusal(slot: Slot, newcomer: Entry) -> str | None:
     for entry, where in ((slot.active, "in flight"), (slot.pending, "queued")):
         if entry is None:
             continue
-        if entry.artifact == newcomer.artifact:
+        if newcomer.artifact and entry.artifact == newcomer.artifact:
             what = "being deployed" if entry is slot.active else "queued"
             return f"not deployed: already {what} as {entry.id}"
         if compare(newcomer.position, entry.position) <= 0:
