@@ -118,6 +118,17 @@ class Operator:
         deployment = self._new(service, view, image, why, actor, "rollback")
         return self._admit(deployment, force=False)
 
+    def take_over(self, service: str, *, actor: str | None = None) -> Deployment:
+        """Switch a service in automatic deployment mode to manual, through its queue: App Runner would
+        otherwise deploy every push as well as pushdeploy."""
+        view = self._describe(service)
+        if not view.auto_deployments:
+            raise Refusal(f"{_name(service)} is already in manual deployment mode")
+        reason = "take over: switch to manual deployment, so that only pushdeploy deploys pushes"
+        deployment = self._new(service, view, None, reason, actor, "take-over")
+        deployment = deployment.model_copy(update={"action": "update_service", "image": view.image})
+        return self._admit(deployment, force=True)
+
     def _rollback_target(self, service: str, to: str | None) -> Deployment:
         history = self.ledger.for_service(service, limit=None)  # newest first
         if to is not None:

@@ -20,6 +20,7 @@ from aws_lambda_powertools import Logger
 
 from pushdeploy.adapters.apprunner import (
     DeployTarget,
+    Started,
     TargetBusy,
     TargetGone,
     TargetRejected,
@@ -85,7 +86,7 @@ class Runner:
             update={"attempts": deployment.attempts + 1, "attempt_log": (*deployment.attempt_log, attempt)}
         )
         try:
-            started = self.target.deploy(deployment.service, deployment.action, deployment.image)
+            started = self._call(deployment)
         except TargetBusy as busy:
             self._close_attempt(claimed, "unknown" if busy.maybe_started else "refused", str(busy))
             self._after_busy(deployment.id, str(busy))
@@ -107,6 +108,11 @@ class Runner:
             fields["image"] = started.configured
         if not self._record_start(claimed, started.operation_id, self.clock(), "App Runner accepted", fields):
             self._lost_start_race(claimed, started.operation_id)
+
+    def _call(self, deployment: Deployment) -> Started:
+        if deployment.trigger == "take-over":
+            return self.target.take_over(deployment.service)
+        return self.target.deploy(deployment.service, deployment.action, deployment.image)
 
     def _after_busy(self, deployment_id: str, why: str) -> None:
         """The service runs an operation. If one of this deployment's own calls may have started it, that

@@ -120,6 +120,10 @@ class DeployTarget(Protocol):
         """Start a deployment: its operation id and what it deploys."""
         ...
 
+    def take_over(self, service_arn: str) -> Started:
+        """Switch a service to manual deployment (UpdateService, AutoDeploymentsEnabled false)."""
+        ...
+
     def list_operations(self, service_arn: str, since: datetime | None = None) -> list[Operation]:
         """The service's operations, newest first: the first page, or back to `since`."""
         ...
@@ -218,6 +222,17 @@ class AppRunnerTarget:
         )
         return described["Service"]
 
+    def take_over(self, service_arn: str) -> Started:
+        """UpdateService with the service's own source and AutoDeploymentsEnabled false: from then on only
+        pushdeploy deploys it. App Runner deploys the configured source again as it applies the change."""
+        described = self._deployable(self._describe(service_arn), "UpdateService")
+        source = _manual_source(described)
+        updated = self._call(
+            f"UpdateService on {service_arn}",
+            lambda: self._client.update_service(ServiceArn=service_arn, SourceConfiguration=source),
+        )
+        return Started(updated["OperationId"], _configured(described))
+
     def _update_image(self, service_arn: str, image: str) -> str:
         source = _image_source(self._deployable(self._describe(service_arn), "UpdateService"), image)
         updated = self._call(
@@ -271,6 +286,20 @@ def _image_source(service: ServiceTypeDef, image: str) -> SourceConfigurationTyp
         source["AuthenticationConfiguration"] = current["AuthenticationConfiguration"]
     if "AutoDeploymentsEnabled" in current:
         source["AutoDeploymentsEnabled"] = current["AutoDeploymentsEnabled"]
+    return source
+
+
+def _manual_source(service: ServiceTypeDef) -> SourceConfigurationTypeDef:
+    """The service's SourceConfiguration as it is, in manual deployment mode."""
+    current = service["SourceConfiguration"]
+    if "ImageRepository" in current:
+        source = _image_source(service, current["ImageRepository"]["ImageIdentifier"])
+    else:
+        # The output shape is the input shape: the code repository block is sent back as described.
+        source = cast("SourceConfigurationTypeDef", {"CodeRepository": current["CodeRepository"]})
+        if "AuthenticationConfiguration" in current:
+            source["AuthenticationConfiguration"] = current["AuthenticationConfiguration"]
+    source["AutoDeploymentsEnabled"] = False
     return source
 
 

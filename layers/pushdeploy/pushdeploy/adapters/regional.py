@@ -30,6 +30,9 @@ class RegionalTarget:
     def deploy(self, service_arn: str, action: DeployAction, image: str | None) -> Started:
         return self._target(service_arn).deploy(service_arn, action, image)
 
+    def take_over(self, service_arn: str) -> Started:
+        return self._target(service_arn).take_over(service_arn)
+
     def list_operations(self, service_arn: str, since: datetime | None = None) -> list[Operation]:
         return self._target(service_arn).list_operations(service_arn, since)
 
