@@ -32,7 +32,10 @@ RESOLVER = Resolver(TEMPLATE, StackIdentity("pushdeploy", REGION, ACCOUNT), {})
 def test_the_rules_and_their_patterns_come_from_the_template(local_cloud: LocalCloud) -> None:
     events = local_cloud.client("events")
     sqs = local_cloud.client("sqs")
-    rules = {rule["Name"]: rule for rule in events.list_rules()["Rules"]}
+    buses = [bus["Name"] for bus in events.list_event_buses()["EventBuses"]]
+    rules = {
+        rule["Name"]: rule for bus in buses for rule in events.list_rules(EventBusName=bus)["Rules"]
+    }
     expected = 0
     for logical_id, function in FUNCTIONS.items():
         for event in function["Properties"].get("Events", {}).values():
@@ -46,7 +49,8 @@ def test_the_rules_and_their_patterns_come_from_the_template(local_cloud: LocalC
             else:
                 continue
             expected += 1
-            targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+            bus = rule.get("EventBusName", "default")
+            targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]
             if event["Type"] == "Schedule":
                 # The timer feeds the queue: in moto a schedule rule's target would get every event.
                 assert targets == []
@@ -164,7 +168,7 @@ def test_throttled_app_runner_calls_are_retried(local_cloud: LocalCloud, tmp_pat
 
 def test_a_codecommit_push_is_deployed(local_cloud: LocalCloud, tmp_path: Path) -> None:
     service = local_cloud.create_code_service(
-        "e2e-cc", "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/cc"
+        "e2e-cc", "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/e2e-cc"
     )
     code = {"provider": "codecommit", "repository": "e2e-cc", "branch": "main"}
     local_cloud.apply_rules(tmp_path, [{"id": "e2e-cc", "service": service, "code": code}])
@@ -177,7 +181,8 @@ def test_a_codecommit_push_is_deployed(local_cloud: LocalCloud, tmp_path: Path) 
 @pytest.mark.skipif("WebhookFunction" not in FUNCTIONS, reason="the template has no webhook function yet")
 @pytest.mark.parametrize("provider", ["github", "bitbucket"])
 def test_a_signed_webhook_push_is_deployed(local_cloud: LocalCloud, tmp_path: Path, provider: str) -> None:
-    service = local_cloud.create_code_service(f"e2e-{provider}", f"https://{provider}.com/acme/e2e")
+    host = {"github": "github.com", "bitbucket": "bitbucket.org"}[provider]
+    service = local_cloud.create_code_service(f"e2e-{provider}", f"https://{host}/acme/e2e-{provider}")
     code = {"provider": provider, "repository": f"acme/e2e-{provider}", "branch": "main"}
     local_cloud.apply_rules(tmp_path, [{"id": f"e2e-{provider}", "service": service, "code": code}])
     answer = local_cloud.cli("push-commit", provider, f"Acme/E2E-{provider}", "main").splitlines()

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pushdeploy.cli import context
-from pushdeploy.cli.main import main
-from tests.integration.harness import TABLES, Cloud
+from tests.integration.cli_stack import as_stack, run
+from tests.integration.harness import Cloud
 
 LEDGER_KEYS = [
     "id",
@@ -37,17 +36,8 @@ DIGESTS = [f"sha256:{n:064x}" for n in range(1, 20)]
 
 @pytest.fixture
 def stack(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> Cloud:
-    outputs = {"LedgerTableName": TABLES["LedgerTable"], "RulesTableName": TABLES["RulesTable"]}
-    target = context.Target(outputs=outputs, region="us-east-1", description="stack test")
-    monkeypatch.setattr(context, "load_stack", lambda stack, region: target)
-    return cloud
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()  # drop what the handlers logged before
-    status = main(list(args))
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+    """`rules apply` describes each rule's service: App Runner calls go to the simulator."""
+    return as_stack(cloud, monkeypatch)
 
 
 def test_rules_apply_shows_what_changes_and_installs(

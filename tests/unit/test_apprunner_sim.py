@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,7 +16,20 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from pushdeploy.local import pushes
 from pushdeploy.local.apprunner_sim import AppRunnerSimulator
+from pushdeploy.local.apprunner_sim_pushes import (
+    PUT_EVENTS,
+    PUT_IMAGE,
+    CodePush,
+    PushWatch,
+    WsgiApp,
+    delivery_pushes,
+    pushes_of,
+    report_lines,
+    tell_of_delivery,
+)
+from pushdeploy.local.moto_server import MotoServer
 
 if TYPE_CHECKING:
     from mypy_boto3_apprunner.client import AppRunnerClient
@@ -24,6 +39,7 @@ ACCOUNT = "111122223333"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 IMAGE = f"{REGISTRY}/web:latest"
 DIGEST = "sha256:" + "ab" * 32
+PUBLIC_IMAGE = "public.ecr.aws/nginx/nginx:latest"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/apprunner-ecr-access"
 CONNECTION = f"arn:aws:apprunner:us-east-1:{ACCOUNT}:connection/github/0123456789abcdef0123456789abcdef"
 EPOCH = 1_790_000_000.0
@@ -84,6 +100,17 @@ def image_source(identifier: str = IMAGE, port: str = "8000") -> SourceConfigura
         },
         "AuthenticationConfiguration": {"AccessRoleArn": ROLE},
         "AutoDeploymentsEnabled": False,
+    }
+
+
+def public_source(identifier: str = PUBLIC_IMAGE) -> SourceConfigurationTypeDef:
+    """An ECR Public image, in the deployment mode App Runner gives it by default."""
+    return {
+        "ImageRepository": {
+            "ImageIdentifier": identifier,
+            "ImageRepositoryType": "ECR_PUBLIC",
+            "ImageConfiguration": {"Port": "80"},
+        }
     }
 
 
@@ -457,7 +484,7 @@ def test_unknown_service_is_resource_not_found(client: AppRunnerClient) -> None:
     ("source", "message"),
     [
         (image_source(f"{REGISTRY}/web@sha256:abc"), "digest"),
-        ({**image_source(), "AutoDeploymentsEnabled": True}, "manual deployment"),
+        ({**public_source(), "AutoDeploymentsEnabled": True}, "ECR Public"),
         (image_source("nginx:latest"), "pattern"),
     ],
     ids=["short-digest", "auto-deploy", "not-ecr"],
@@ -622,3 +649,547 @@ def test_over_loopback_http(served: tuple[AppRunnerSimulator, str], events: list
     ]
     # The background ticker may still be handing the last event to the sink.
     wait_until(lambda: statuses(events)[-1] == "DeploymentFailed", "the DeploymentFailed event")
+
+
+# ----- deployment mode and automatic deployment -----
+
+OTHER_ACCOUNT = "444455556666"
+COMMIT = "c0ffee" + "0" * 34
+NEW_DIGEST = "sha256:" + "cd" * 32
+
+
+def auto_source(identifier: str = IMAGE) -> SourceConfigurationTypeDef:
+    """`image_source` with the deployment mode left to App Runner's default."""
+    source = image_source(identifier)
+    del source["AutoDeploymentsEnabled"]
+    return source
+
+
+def code_source(
+    url: str = "https://github.com/acme/web", branch: str = "main", source_directory: str | None = None
+) -> SourceConfigurationTypeDef:
+    """A code repository, in the deployment mode App Runner gives it by default."""
+    source: SourceConfigurationTypeDef = {
+        "CodeRepository": {
+            "RepositoryUrl": url,
+            "SourceCodeVersion": {"Type": "BRANCH", "Value": branch},
+            "CodeConfiguration": {"ConfigurationSource": "REPOSITORY"},
+        },
+        "AuthenticationConfiguration": {"ConnectionArn": CONNECTION},
+    }
+    if source_directory is not None:
+        source["CodeRepository"]["SourceDirectory"] = source_directory
+    return source
+
+
+def create_with(
+    client: AppRunnerClient, clock: FakeClock, source: SourceConfigurationTypeDef, name: str = "web-prod"
+) -> str:
+    arn = client.create_service(ServiceName=name, SourceConfiguration=source)["Service"]["ServiceArn"]
+    clock.advance(2.0)
+    return arn
+
+
+def mode(client: AppRunnerClient, arn: str) -> bool:
+    return client.describe_service(ServiceArn=arn)["Service"]["SourceConfiguration"]["AutoDeploymentsEnabled"]
+
+
+def push(sim: AppRunnerSimulator, tag: str = "latest", **where: str) -> list[tuple[str, str | None]]:
+    """A push of `web:<tag>` (or of `repository` in `account`/`region`): (service, operation id) pairs."""
+    done = sim.image_pushed(
+        where.get("account", ACCOUNT),
+        where.get("region", "us-east-1"),
+        where.get("repository", "web"),
+        tag,
+        where.get("digest", "sha256:" + uuid.uuid4().hex * 2),  # a new image each time
+    )
+    return [(d.service_arn, d.operation_id) for d in done]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (auto_source(), True),
+        (code_source(), True),
+        (public_source(), False),
+        (auto_source(f"{OTHER_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:latest"), False),
+        (image_source(), False),  # explicit false is kept
+        ({**auto_source(), "AutoDeploymentsEnabled": True}, True),
+    ],
+    ids=["same-account-ecr", "code", "ecr-public", "other-account-ecr", "explicit-false", "explicit-true"],
+)
+def test_deployment_mode_defaults_as_app_runner_documents(
+    client: AppRunnerClient, clock: FakeClock, source: SourceConfigurationTypeDef, expected: bool
+) -> None:
+    created = client.create_service(ServiceName="web-prod", SourceConfiguration=source)["Service"]
+    assert created["SourceConfiguration"]["AutoDeploymentsEnabled"] is expected
+    clock.advance(2.0)
+    assert mode(client, created["ServiceArn"]) is expected
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (public_source(), "doesn't support automatic deployments for an image in an ECR Public repository"),
+        (
+            auto_source(f"{OTHER_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:latest"),
+            f"ECR repository in another AWS account ({OTHER_ACCOUNT})",
+        ),
+    ],
+    ids=["ecr-public", "other-account-ecr"],
+)
+def test_automatic_mode_is_refused_where_app_runner_refuses_it(
+    client: AppRunnerClient, clock: FakeClock, source: SourceConfigurationTypeDef, message: str
+) -> None:
+    automatic: SourceConfigurationTypeDef = {**source, "AutoDeploymentsEnabled": True}
+    with pytest.raises(ClientError) as raised:
+        client.create_service(ServiceName="web-prod", SourceConfiguration=automatic)
+    assert error_code(raised) == "InvalidRequestException"
+    assert message in raised.value.response["Error"]["Message"]
+    arn = create_with(client, clock, source)  # the same source in manual mode is fine
+    with pytest.raises(ClientError) as raised:
+        client.update_service(ServiceArn=arn, SourceConfiguration=automatic)
+    assert error_code(raised) == "InvalidRequestException"
+    assert mode(client, arn) is False
+
+
+def test_an_automatic_service_deploys_on_a_push_of_its_tag(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock, events: list[dict[str, Any]]
+) -> None:
+    arn = create_with(client, clock, auto_source())
+    sim.tick()
+    events.clear()
+    [done] = sim.image_pushed(ACCOUNT, "us-east-1", "web", "latest", NEW_DIGEST)
+    assert (done.service_arn, done.reason) == (arn, None)
+    assert UUID.match(done.operation_id or "")
+    [latest, _] = client.list_operations(ServiceArn=arn)["OperationSummaryList"]
+    assert (latest["Id"], latest["Type"], latest["Status"]) == (
+        done.operation_id,
+        "START_DEPLOYMENT",
+        "IN_PROGRESS",
+    )
+    assert client.describe_service(ServiceArn=arn)["Service"]["Status"] == "OPERATION_IN_PROGRESS"
+    assert statuses(events) == ["DeploymentStarted"]
+    assert events[0]["resources"] == [arn]
+    clock.advance(2.0)
+    sim.tick()
+    assert operations(client, arn)[0] == ("START_DEPLOYMENT", "SUCCEEDED")
+    assert statuses(events) == ["DeploymentStarted", "DeploymentCompletedSuccessfully"]
+    assert configured_image(client, arn) == IMAGE  # it redeploys the tag; the configuration is unchanged
+    assert "StartDeployment" not in [name for name, _ in sim.calls]  # App Runner deployed by itself
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"tag": "v2"},
+        {"repository": "api"},
+        {"account": OTHER_ACCOUNT},
+        {"region": "eu-west-1"},
+    ],
+    ids=["other-tag", "other-repository", "other-account", "other-region"],
+)
+def test_a_push_of_anything_else_deploys_nothing(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock, where: dict[str, str]
+) -> None:
+    arn = create_with(client, clock, auto_source())
+    tag = where.pop("tag", "latest")
+    assert push(sim, tag, **where) == []
+    assert operations(client, arn) == [("CREATE_SERVICE", "SUCCEEDED")]
+
+
+def test_a_service_in_another_region_of_the_image_never_deploys(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock
+) -> None:
+    # The image is in eu-west-1, the service in us-east-1: App Runner deploys only from its own Region.
+    arn = create_with(client, clock, auto_source(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/web:latest"))
+    assert mode(client, arn) is True
+    assert push(sim, region="eu-west-1") == []
+    assert operations(client, arn) == [("CREATE_SERVICE", "SUCCEEDED")]
+
+
+def test_no_tag_means_latest_and_a_digest_never_deploys(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock
+) -> None:
+    untagged = create_with(client, clock, auto_source(f"{REGISTRY}/web"), name="web-untagged")
+    pinned = create_with(client, clock, auto_source(f"{REGISTRY}/web@{DIGEST}"), name="web-pinned")
+    assert mode(client, pinned) is True
+    assert [service for service, _ in push(sim, "latest")] == [untagged]
+    assert operations(client, pinned) == [("CREATE_SERVICE", "SUCCEEDED")]
+    assert sim.image_pushed(ACCOUNT, "us-east-1", "web", None, NEW_DIGEST) == []  # an untagged push
+
+
+def test_a_manual_service_is_reported_but_not_deployed(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock
+) -> None:
+    arn = create(client, clock)  # AutoDeploymentsEnabled false
+    [done] = sim.image_pushed(ACCOUNT, "us-east-1", "web", "latest", NEW_DIGEST)
+    assert (done.service_arn, done.operation_id, done.automatic) == (arn, None, False)
+    assert "automatic deployment is off" in (done.reason or "")
+    assert operations(client, arn) == [("CREATE_SERVICE", "SUCCEEDED")]
+
+
+def test_a_push_during_an_operation_is_not_deployed_then_or_later(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock, events: list[dict[str, Any]]
+) -> None:
+    arn = create_with(client, clock, auto_source())
+    client.update_service(ServiceArn=arn, SourceConfiguration=auto_source(f"{REGISTRY}/web:latest"))
+    [done] = sim.image_pushed(ACCOUNT, "us-east-1", "web", "latest", NEW_DIGEST)
+    assert done.operation_id is None
+    assert "UPDATE_SERVICE" in (done.reason or "")
+    assert "does not queue" in (done.reason or "")
+    clock.advance(10.0)
+    sim.tick()
+    # Nothing was queued: the push stays undeployed.
+    assert operations(client, arn) == [("UPDATE_SERVICE", "SUCCEEDED"), ("CREATE_SERVICE", "SUCCEEDED")]
+    # A push during an automatic deployment is dropped the same way.
+    [(_, first)] = push(sim)
+    [(_, second)] = push(sim)
+    assert first is not None
+    assert second is None
+    clock.advance(2.0)
+    sim.tick()
+    assert [op for op in operations(client, arn) if op[0] == "START_DEPLOYMENT"] == [
+        ("START_DEPLOYMENT", "SUCCEEDED")
+    ]
+    assert statuses(events).count("DeploymentStarted") == 1
+
+
+def test_a_paused_service_does_not_deploy_and_a_repeated_push_is_no_change(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock
+) -> None:
+    arn = create_with(client, clock, auto_source())
+    client.pause_service(ServiceArn=arn)
+    clock.advance(2.0)
+    [done] = sim.image_pushed(ACCOUNT, "us-east-1", "web", "latest", NEW_DIGEST)
+    assert done.reason == "the service is PAUSED"
+    client.resume_service(ServiceArn=arn)
+    clock.advance(2.0)
+    # The same digest again (a duplicate notification) changes nothing; a new one deploys.
+    [again] = sim.image_pushed(ACCOUNT, "us-east-1", "web", "latest", NEW_DIGEST)
+    assert again.operation_id is None
+    assert "changes nothing" in (again.reason or "")
+    [(_, operation)] = push(sim)
+    assert operation is not None
+
+
+def test_an_automatic_deployment_fails_and_rolls_back_like_any_other(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock, events: list[dict[str, Any]]
+) -> None:
+    failing = create_with(client, clock, auto_source(f"{REGISTRY}/web:fail"), name="web-failing")
+    injected = create_with(client, clock, auto_source(), name="web-injected")
+    sim.fail_next(injected)
+    assert client.describe_service(ServiceArn=failing)["Service"]["Status"] == "CREATE_FAILED"
+    assert push(sim, "fail") == [(failing, None)]  # CREATE_FAILED: no deployment
+    [(_, operation)] = push(sim, "latest")
+    assert operation is not None
+    clock.advance(2.0)
+    sim.tick()
+    assert operations(client, injected)[0] == ("START_DEPLOYMENT", "ROLLBACK_SUCCEEDED")
+    assert statuses(events)[-2:] == ["DeploymentStarted", "DeploymentFailed"]
+    assert client.describe_service(ServiceArn=injected)["Service"]["Status"] == "RUNNING"
+
+
+def test_a_code_service_deploys_on_a_push_to_its_branch(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock, events: list[dict[str, Any]]
+) -> None:
+    arn = create_with(client, clock, code_source(), name="web-code")
+    assert sim.code_pushed("https://github.com/acme/web", "develop", COMMIT) == []
+    assert sim.code_pushed("https://github.com/acme/api", "main", COMMIT) == []
+    # The same repository, written another way.
+    [done] = sim.code_pushed("https://GitHub.com/acme/web.git/", "main", COMMIT)
+    assert (done.service_arn, done.reason) == (arn, None)
+    clock.advance(2.0)
+    sim.tick()
+    assert operations(client, arn)[0] == ("START_DEPLOYMENT", "SUCCEEDED")
+    assert statuses(events)[-2:] == ["DeploymentStarted", "DeploymentCompletedSuccessfully"]
+    [again] = sim.code_pushed("https://github.com/acme/web", "main", COMMIT)
+    assert "changes nothing" in (again.reason or "")
+
+
+def test_a_code_service_with_a_source_directory_deploys_on_changes_under_it(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock
+) -> None:
+    arn = create_with(client, clock, code_source(source_directory="/services/web"), name="web-code")
+    [outside] = sim.code_pushed("https://github.com/acme/web", "main", "1" * 40, ["docs/README.md"])
+    assert "source directory services/web/" in (outside.reason or "")
+    [inside] = sim.code_pushed("https://github.com/acme/web", "main", "2" * 40, ["services/web/app.py"])
+    assert inside.operation_id is not None
+    clock.advance(2.0)
+    [unknown] = sim.code_pushed("https://github.com/acme/web", "main", "3" * 40)  # paths unknown
+    assert unknown.operation_id is not None
+    clock.advance(2.0)
+    assert [op for op in operations(client, arn) if op[0] == "START_DEPLOYMENT"] == [
+        ("START_DEPLOYMENT", "SUCCEEDED"),
+        ("START_DEPLOYMENT", "SUCCEEDED"),
+    ]
+
+
+def test_update_service_switches_the_mode(
+    client: AppRunnerClient, sim: AppRunnerSimulator, clock: FakeClock
+) -> None:
+    arn = create(client, clock)  # manual
+    client.update_service(
+        ServiceArn=arn, SourceConfiguration={**image_source(), "AutoDeploymentsEnabled": True}
+    )
+    assert mode(client, arn) is False  # only once the update succeeds
+    clock.advance(2.0)
+    assert mode(client, arn) is True
+    [(_, operation)] = push(sim)
+    assert operation is not None
+    clock.advance(2.0)
+    # Left out of an update, the mode is kept.
+    client.update_service(ServiceArn=arn, SourceConfiguration=auto_source(f"{REGISTRY}/web:v2"))
+    clock.advance(2.0)
+    assert mode(client, arn) is True
+    assert push(sim, "latest") == []  # the service now watches v2
+    [(_, operation)] = push(sim, "v2")
+    assert operation is not None
+    clock.advance(2.0)
+    client.update_service(ServiceArn=arn, SourceConfiguration=image_source(f"{REGISTRY}/web:v2"))  # false
+    clock.advance(2.0)
+    assert mode(client, arn) is False
+    assert push(sim, "v2") == [(arn, None)]
+
+
+def test_an_update_to_an_image_that_cannot_deploy_automatically_makes_it_manual(
+    client: AppRunnerClient, clock: FakeClock
+) -> None:
+    arn = create_with(client, clock, auto_source())
+    assert mode(client, arn) is True
+    client.update_service(ServiceArn=arn, SourceConfiguration=public_source())
+    clock.advance(2.0)
+    assert mode(client, arn) is False
+    source = client.describe_service(ServiceArn=arn)["Service"]["SourceConfiguration"]
+    assert source["ImageRepository"]["ImageIdentifier"] == PUBLIC_IMAGE
+
+
+def test_pushes_check_their_arguments(sim: AppRunnerSimulator) -> None:
+    with pytest.raises(ValueError, match="digest"):
+        sim.image_pushed(ACCOUNT, "us-east-1", "web", "latest", "sha256:abc")
+    with pytest.raises(ValueError, match="commit"):
+        sim.code_pushed("https://github.com/acme/web", "main", "")
+
+
+def control(url: str, command: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(  # noqa: S310 - the loopback URL serve() returned
+        url,
+        data=json.dumps(params).encode(),
+        headers={"X-Amz-Target": f"PushdeploySim.{command}", "Content-Type": "application/x-amz-json-1.0"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback URL
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_pushes_over_loopback_http(
+    served: tuple[AppRunnerSimulator, str], events: list[dict[str, Any]]
+) -> None:
+    _, url = served
+    client = make_client(endpoint_url=url)
+    image = client.create_service(ServiceName="web-prod", SourceConfiguration=auto_source())["Service"]
+    code = client.create_service(ServiceName="web-code", SourceConfiguration=code_source())["Service"]
+    manual = new_service(client, name="web-manual")
+    for arn in (image["ServiceArn"], code["ServiceArn"], manual):
+        wait_for_status(client, arn, "RUNNING")
+
+    status, answer = control(url, "ImagePushed", {"Repository": "web", "Tag": "latest", "Digest": NEW_DIGEST})
+    assert status == 200
+    by_service = {entry["ServiceArn"]: entry for entry in answer["Services"]}
+    assert UUID.match(by_service[image["ServiceArn"]]["OperationId"])
+    assert "automatic deployment is off" in by_service[manual]["NotDeployed"]
+
+    status, answer = control(
+        url,
+        "CodePushed",
+        {"RepositoryUrl": "https://github.com/acme/web", "Branch": "main", "Commit": COMMIT},
+    )
+    assert status == 200
+    [entry] = answer["Services"]
+    assert entry["ServiceArn"] == code["ServiceArn"]
+    assert UUID.match(entry["OperationId"])
+    wait_for_status(client, image["ServiceArn"], "RUNNING")
+    wait_for_status(client, code["ServiceArn"], "RUNNING")
+    wait_until(lambda: statuses(events).count("DeploymentCompletedSuccessfully") == 2, "both deployments")
+
+    for command, params in (("ImagePushed", {"Repository": "web"}), ("CodePushed", {"Branch": "main"})):
+        status, answer = control(url, command, params)
+        assert (status, answer["__type"]) == (400, "InvalidRequestException")
+        assert f"Bad {command} request" in answer["Message"]
+
+
+# ----- the local cloud tells the simulator of the pushes moto takes -----
+
+MOTO_ACCOUNT = "123456789012"  # moto's account when MOTO_ACCOUNT_ID is unset
+
+
+@pytest.fixture
+def watched_moto(clock: FakeClock) -> Iterator[tuple[AppRunnerSimulator, str, list[str]]]:
+    """moto behind PushWatch, telling a simulator in moto's account, whose push listener says what the
+    local cloud says: (simulator, moto's URL, the lines said)."""
+    said: list[str] = []
+    sim = AppRunnerSimulator(
+        account=MOTO_ACCOUNT,
+        clock=clock,
+        push_listener=lambda what, done: said.extend(report_lines(what, done)),
+    )
+
+    def watch(app: WsgiApp) -> WsgiApp:
+        return PushWatch(app, lambda: sim, account=MOTO_ACCOUNT, region="us-east-1")
+
+    server = MotoServer(middleware=watch)
+    server.start()
+    try:
+        yield sim, server.url, said
+    finally:
+        server.stop()
+
+
+def moto_client(service: str, url: str) -> Any:
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        region_name="us-east-1",
+        endpoint_url=url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_the_local_cloud_tells_the_simulator_of_pushes(
+    watched_moto: tuple[AppRunnerSimulator, str, list[str]], clock: FakeClock
+) -> None:
+    sim, url, said = watched_moto
+    apprunner = make_client()
+    sim.attach(apprunner)
+    repository = f"watched-{uuid.uuid4().hex[:8]}"
+    registry = f"{MOTO_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+    image = create_with(apprunner, clock, auto_source(f"{registry}/{repository}:latest"), name="image-svc")
+    codecommit_url = "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/app"
+    codecommit = create_with(apprunner, clock, code_source(codecommit_url, "main"), name="codecommit-svc")
+
+    # push-image: ECR PutImage, then the ECR event (which is only a report: it deploys nothing more).
+    ecr, events = moto_client("ecr", url), moto_client("events", url)
+    ecr.create_repository(repositoryName=repository)
+    manifest = pushes.image_manifest(repository, "latest")
+    ecr.put_image(
+        repositoryName=repository,
+        imageManifest=manifest.text,
+        imageTag="latest",
+        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
+        imageDigest=manifest.digest,
+    )
+    assert operations(apprunner, image)[0] == ("START_DEPLOYMENT", "IN_PROGRESS")
+    events.put_events(Entries=[pushes.ecr_push_entry(repository, "latest", manifest.digest)])
+    assert len(operations(apprunner, image)) == 2
+    assert said == [said[0]]
+    assert "App Runner deploys image-svc by itself" in said[0]
+    assert f"{repository}:latest" in said[0]
+
+    # push-commit codecommit: CodeCommit's event; a deleted branch is not a push.
+    entry = pushes.codecommit_push_entry("app", "main", COMMIT, account=MOTO_ACCOUNT, region="us-east-1")
+    deleted = json.loads(entry["Detail"]) | {"event": "referenceDeleted"}
+    events.put_events(Entries=[{**entry, "Detail": json.dumps(deleted)}])
+    assert len(operations(apprunner, codecommit)) == 1
+    events.put_events(Entries=[entry])
+    assert operations(apprunner, codecommit)[0] == ("START_DEPLOYMENT", "IN_PROGRESS")
+
+    # While the image service deploys, a new push is not deployed, and the local cloud says why.
+    again = pushes.image_manifest(repository, "latest")
+    ecr.put_image(repositoryName=repository, imageManifest=again.text, imageTag="latest")
+    assert len(operations(apprunner, image)) == 2
+    assert "App Runner does not deploy image-svc" in said[-1]
+    assert "does not queue" in said[-1]
+
+
+@pytest.mark.parametrize(
+    ("target", "request_body", "answer"),
+    [
+        (PUT_IMAGE, {"repositoryName": "web"}, {"image": {"repositoryName": "web"}}),  # no digest
+        (PUT_IMAGE, {}, "not json"),
+        (
+            PUT_EVENTS,
+            {
+                "Entries": [
+                    pushes.codecommit_push_entry("app", "main", COMMIT, account=ACCOUNT, region="us-east-1")
+                ]
+            },
+            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"}]},  # not accepted
+        ),
+        (
+            PUT_EVENTS,
+            {"Entries": [pushes.ecr_push_entry("web", "latest", DIGEST)]},
+            {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]},  # ECR's report, not the push
+        ),
+        ("DynamoDB_20120810.PutItem", {}, {}),
+    ],
+    ids=["no-digest", "not-json", "refused-entry", "ecr-event", "other-target"],
+)
+def test_what_is_not_a_push(target: str, request_body: dict[str, Any], answer: Any) -> None:
+    raw_answer = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
+    found = pushes_of(
+        target, json.dumps(request_body).encode(), raw_answer, account=ACCOUNT, region="us-east-1"
+    )
+    assert found == []
+
+
+def test_a_codecommit_push_names_its_region_by_its_repository_arn() -> None:
+    entry = pushes.codecommit_push_entry("app", "main", COMMIT, account=ACCOUNT, region="eu-west-1")
+    found = pushes_of(
+        PUT_EVENTS,
+        json.dumps({"Entries": [entry]}).encode(),
+        json.dumps({"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]}).encode(),
+        account=ACCOUNT,
+        region="us-east-1",
+    )
+    assert found == [CodePush("https://git-codecommit.eu-west-1.amazonaws.com/v1/repos/app", "main", COMMIT)]
+
+
+def headers_of(delivery: pushes.Delivery) -> list[tuple[str, str]]:
+    return list(delivery.headers.items())
+
+
+def test_a_webhook_push_delivery_is_the_push_app_runner_sees() -> None:
+    github = pushes.github_push("acme/web", "main", COMMIT, "a-secret")
+    bitbucket = pushes.bitbucket_push("team/api", "release", COMMIT, "another-secret")
+    assert delivery_pushes(headers_of(github), github.body) == [
+        CodePush("https://github.com/acme/web", "main", COMMIT)
+    ]
+    assert delivery_pushes(headers_of(bitbucket), bitbucket.body) == [
+        CodePush("https://bitbucket.org/team/api", "release", COMMIT)
+    ]
+    # Not pushes: another request, a ping, a branch deletion, a body that is not a delivery.
+    ping = [(name, "ping" if name == "X-GitHub-Event" else value) for name, value in headers_of(github)]
+    deleted = json.loads(github.body) | {"deleted": True, "after": "0" * 40}
+    assert delivery_pushes([("Content-Type", "application/json")], github.body) == []
+    assert delivery_pushes(ping, github.body) == []
+    assert delivery_pushes(headers_of(github), json.dumps(deleted).encode()) == []
+    assert delivery_pushes(headers_of(github), b"{not json") == []
+
+
+def test_the_webhook_tells_the_simulator_over_http(
+    served: tuple[AppRunnerSimulator, str], events: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, url = served
+    client = make_client(endpoint_url=url)
+    github = client.create_service(ServiceName="gh-svc", SourceConfiguration=code_source())["Service"][
+        "ServiceArn"
+    ]
+    bitbucket_source = code_source("https://bitbucket.org/team/api", "release")
+    bitbucket = client.create_service(ServiceName="bb-svc", SourceConfiguration=bitbucket_source)["Service"][
+        "ServiceArn"
+    ]
+    wait_for_status(client, github, "RUNNING")
+    wait_for_status(client, bitbucket, "RUNNING")
+    for delivery in (
+        pushes.github_push("acme/web", "main", COMMIT, "a-secret"),
+        pushes.bitbucket_push("team/api", "release", COMMIT, "whatever"),  # the signature does not matter
+    ):
+        tell_of_delivery(url, headers_of(delivery), delivery.body)
+    for arn in (github, bitbucket):
+        assert client.list_operations(ServiceArn=arn)["OperationSummaryList"][0]["Type"] == "START_DEPLOYMENT"
+    # An unreachable simulator is logged, never raised: the webhook answers anyway.
+    delivery = pushes.github_push("acme/web", "main", "f" * 40, "a-secret")
+    tell_of_delivery("http://127.0.0.1:9", headers_of(delivery), delivery.body)
+    assert "telling the App Runner simulator of a webhook push failed" in caplog.text

@@ -27,6 +27,12 @@ class TargetError(PushdeployError):
     exit_status = 1
 
 
+class InputError(PushdeployError):
+    """Input the command cannot take (a malformed argument): exit status 2, the message says why."""
+
+    exit_status = 2
+
+
 @dataclass(frozen=True)
 class Target:
     """A pushdeploy installation: its outputs (as the template names them) and how to reach AWS."""

@@ -4,7 +4,7 @@ and what every operator command needs besides: who is asking, which service a na
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pushdeploy.adapters.apprunner import AppRunnerTarget
@@ -83,3 +83,8 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
     """A ledger record without its storage keys."""
     hidden = {"pk", "sk", "kind", "listing", "listed_key", "change_artifact", "expires_at"}
     return {name: value for name, value in record.items() if name not in hidden}
+
+
+def now() -> datetime:
+    """The operator commands' clock: the controller's, looked up late so that a test can move it."""
+    return utc_now()

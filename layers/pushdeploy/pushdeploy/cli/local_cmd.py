@@ -101,14 +101,20 @@ def _state_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:  # NaN too
         raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
     return value
 
 
 def _workers(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if not 1 <= value <= 8:
         raise argparse.ArgumentTypeError(f"must be from 1 to 8: {text}")
     return value

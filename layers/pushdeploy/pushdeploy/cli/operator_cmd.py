@@ -250,8 +250,13 @@ def _name(service: str) -> str:
 
 def _status_text(status: dict[str, Any]) -> str:
     configured = status["configured"]
-    runs = configured["image"] or f"{configured['repository_url']}#{configured['branch']}"
-    lines = [f"{status['name']}  {status['apprunner_status']}  runs {runs}"]
+    if configured["image"]:
+        runs = f"runs {configured['image']}"
+    elif configured["repository_url"]:
+        runs = f"runs {configured['repository_url']}#{configured['branch']}"
+    else:
+        runs = "(App Runner does not know this service)"
+    lines = [f"{status['name']}  {status['apprunner_status']}  {runs}"]
     live = status["live"]
     if live:
         lines.append(f"  live       {live['id']}  since {live['settled_at']}  ({live['reason']})")

@@ -6,6 +6,9 @@
   Change` event of a branch update (on AWS, `git push` does it).
 - `push-commit github|bitbucket REPO BRANCH [COMMIT]`: a push delivery signed with the webhook's secret,
   POSTed to the webhook with the host's real headers. Works on AWS too: a smoke test of the webhook.
+
+Each says when no rule watches the repository (a note on stderr; `watched_by` in the `--json` object, or
+the webhook's answer), and `--json` prints one JSON object. A malformed REPO[:TAG] is one line, exit 2.
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
-from pushdeploy.cli.context import Target, TargetError, add_target_options, resolve
+from pushdeploy.adapters.rules_store import RulesStore
+from pushdeploy.cli.context import InputError, Target, TargetError, add_target_options, resolve
+from pushdeploy.domain.changes import source_key
+from pushdeploy.domain.rules import compile_rule
 from pushdeploy.local import pushes
 
 _SECRET_OUTPUTS = {"github": "GitHubWebhookSecretArn", "bitbucket": "BitbucketWebhookSecretArn"}
@@ -32,7 +39,9 @@ def register(commands: Any) -> None:
         "event ECR emits. Prints the digest.",
     )
     image.add_argument("image", metavar="REPO[:TAG]", help="repository and tag; no tag is an untagged push")
-    image.add_argument("--json", action="store_true", help="print one JSON object")
+    image.add_argument(
+        "--json", action="store_true", help="print one JSON object: repository, tag, digest, watched_by"
+    )
     add_target_options(image)
     image.set_defaults(handler=run_push_image)
 
@@ -40,13 +49,22 @@ def register(commands: Any) -> None:
         "push-commit",
         help="push a commit: CodeCommit's event, or a signed GitHub/Bitbucket delivery to the webhook",
     )
-    commit.add_argument("provider", choices=["codecommit", "github", "bitbucket"], metavar="PROVIDER")
+    commit.add_argument(
+        "provider",
+        choices=["codecommit", "github", "bitbucket"],
+        metavar="PROVIDER",
+        help="codecommit (local cloud: CodeCommit's event), github or bitbucket (a signed webhook delivery)",
+    )
     commit.add_argument(
         "repository", metavar="REPO", help="owner/name (github, bitbucket); name (codecommit)"
     )
-    commit.add_argument("branch", metavar="BRANCH")
+    commit.add_argument("branch", metavar="BRANCH", help="the branch pushed to, e.g. main")
     commit.add_argument("commit", nargs="?", metavar="COMMIT", help="commit id (default: a new random one)")
-    commit.add_argument("--json", action="store_true", help="print one JSON object")
+    commit.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (with the webhook's answer as an object, not a string)",
+    )
     add_target_options(commit)
     commit.set_defaults(handler=run_push_commit)
 
@@ -57,13 +75,29 @@ def _local_only(args: argparse.Namespace, what: str, instead: str) -> None:
 
 
 def split_image(reference: str) -> tuple[str, str | None]:
-    """`web:v1` -> ("web", "v1"); `team/web` -> ("team/web", None). A tag never contains '/'."""
-    repository, separator, tag = reference.rpartition(":")
-    if not separator or "/" in tag:
-        return reference, None
-    if not repository or not tag:
-        raise TargetError(f"not REPO[:TAG]: {reference}")
-    return repository, tag
+    """`web:v1` -> ("web", "v1"); `team/web` -> ("team/web", None). Anything else is one line of error."""
+    try:
+        return pushes.parse_image_reference(reference)
+    except ValueError as invalid:
+        raise InputError(str(invalid)) from None
+
+
+def watching_rules(
+    target: Target, source: str, repository: str, account: str | None, region: str | None
+) -> list[str]:
+    """The ids of the installed rules that watch a repository (DESIGN 4.1), whatever they match."""
+    wanted = source_key(source, repository, account, region)
+    store = RulesStore(target.client("dynamodb"), target.output("RulesTableName"))
+    return [rule.id for rule in store.all_rules() if compile_rule(rule).key == wanted]
+
+
+def _unwatched_note(args: argparse.Namespace, what: str, watchers: list[str]) -> None:
+    if not watchers and not args.json:
+        print(
+            f"note: no rule watches {what}: nothing will deploy this push "
+            "(`pushdeploy rules list` shows the rules)",
+            file=sys.stderr,
+        )
 
 
 def push_image(target: Target, repository: str, tag: str | None) -> str:
@@ -89,8 +123,13 @@ def push_image(target: Target, repository: str, tag: str | None) -> str:
 def run_push_image(args: argparse.Namespace) -> int:
     _local_only(args, "push-image", "docker push does it and ECR emits the event itself")
     repository, tag = split_image(args.image)
-    digest = push_image(resolve(args), repository, tag)
-    _report(args, {"repository": repository, "tag": tag, "digest": digest}, digest)
+    target = resolve(args)
+    digest = push_image(target, repository, tag)
+    account = target.extra.get("account")
+    watchers = watching_rules(target, "ecr", repository, account, target.region)
+    shown = {"repository": repository, "tag": tag, "digest": digest, "watched_by": watchers}
+    _report(args, shown, digest)
+    _unwatched_note(args, f"ECR repository {repository} ({account}, {target.region})", watchers)
     return 0
 
 
@@ -112,7 +151,17 @@ def _push_codecommit(args: argparse.Namespace, target: Target, commit: str) -> i
         args.repository, args.branch, commit, account=account, region=target.region
     )
     event_id = _put_event(target, entry)
-    _report(args, {"provider": "codecommit", "commit": commit, "event_id": event_id}, commit)
+    watchers = watching_rules(target, "codecommit", args.repository, account, target.region)
+    shown = {
+        "provider": "codecommit",
+        "repository": args.repository,
+        "branch": args.branch,
+        "commit": commit,
+        "event_id": event_id,
+        "watched_by": watchers,
+    }
+    _report(args, shown, commit)
+    _unwatched_note(args, f"CodeCommit repository {args.repository} ({account}, {target.region})", watchers)
     return 0
 
 
@@ -130,9 +179,26 @@ def push_webhook(
 
 def _push_webhook(args: argparse.Namespace, target: Target, commit: str) -> int:
     status, answer = push_webhook(target, args.provider, args.repository, args.branch, commit)
-    shown = {"provider": args.provider, "commit": commit, "status": status, "answer": answer}
-    _report(args, shown, f"{commit}\nHTTP {status} {answer}")
+    parsed = _json_or_text(answer)
+    shown = {
+        "provider": args.provider,
+        "repository": args.repository,
+        "branch": args.branch,
+        "commit": commit,
+        "status": status,
+        "answer": parsed,
+    }
+    message = parsed.get("message") if isinstance(parsed, dict) else None
+    _report(args, shown, f"{commit}\nHTTP {status} {message if isinstance(message, str) else answer}")
     return 0 if 200 <= status < 300 else 1
+
+
+def _json_or_text(answer: str) -> Any:
+    """The webhook's answer as the JSON it is (one object in `--json` output), or its text."""
+    try:
+        return json.loads(answer)
+    except ValueError:
+        return answer
 
 
 def _webhook_secret(target: Target, provider: str) -> str:

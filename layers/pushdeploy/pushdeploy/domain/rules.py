@@ -271,7 +271,13 @@ def _describe_value(value: object) -> str:
         return f"YAML read it as a boolean ({value}): quote the value"
     if isinstance(value, int | float):
         return f"YAML read it as a number ({value}): quote it as written"
-    return f"got {type(value).__name__}"
+    if value is None:
+        return "it is empty"
+    if isinstance(value, list):
+        return "got a list"
+    if isinstance(value, dict):
+        return "got a mapping"
+    return "got something else"
 
 
 def _problem_text(error: ErrorDetails) -> str:
@@ -284,6 +290,12 @@ def _problem_text(error: ErrorDetails) -> str:
         return "required"
     if kind == "value_error":
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a mapping (keys and values)"
+    if kind == "list_type":
+        return "must be a list"
+    if kind in ("bool_type", "bool_parsing"):
+        return "must be true or false"
     return error["msg"]
 
 
@@ -345,8 +357,11 @@ def validate_rules_document(document: object) -> list[Rule]:
     if not isinstance(document, dict):
         raise RulesError(["rules file: must be a mapping with `version: 1` and `rules:`"])
     problems = [f"rules file: {key}: unknown key" for key in document if key not in ("version", "rules")]
-    if document.get("version") != 1 or isinstance(document.get("version"), bool):
-        problems.append(f"rules file: version: must be 1 (found {document.get('version')!r})")
+    version = document.get("version")
+    if version is None:
+        problems.append("rules file: version: required: write `version: 1`")
+    elif version != 1 or isinstance(version, bool):
+        problems.append(f"rules file: version: must be 1 (found {version!r})")
     raw_rules = document.get("rules")
     if not isinstance(raw_rules, list):
         raise RulesError([*problems, "rules file: rules: must be a list of rules"])

@@ -14,11 +14,39 @@ against botocore's model of the API, and behaves as App Runner does where pushde
 - UpdateService changes the configured source only when its operation succeeds.
 - Every operation start and end emits an `AppRunner Service Operation Status Change` event to
   `event_sink`, outside the lock (the sink may call back into the simulator).
-- Services are always in manual deployment mode: AutoDeploymentsEnabled true is refused.
+
+Deployment mode (`SourceConfiguration.AutoDeploymentsEnabled`), as the API reference documents it:
+- Omitted on CreateService, it is true for a code repository and for an Amazon ECR image in the service's
+  own account, false for an ECR Public image and for an ECR image in another account. DescribeService
+  shows the effective value. Omitted on UpdateService, the service keeps its mode (as it keeps its
+  AuthenticationConfiguration), unless the new image cannot deploy automatically: then it is false.
+- true is refused (InvalidRequestException) for ECR Public ("App Runner doesn't support automatic
+  deployments for an image in an ECR Public repository.", App Runner's own message) and for an ECR image
+  in another account, which App Runner refuses too.
+- The simulator has no registry or repository to watch: it learns of pushes from `image_pushed(account,
+  region, repository, tag, digest)` and `code_pushed(repository_url, branch, commit)` (the local cloud
+  calls them for each ECR PutImage and each commit push it sees). A push deploys each service in
+  automatic mode that it changes, as a START_DEPLOYMENT operation (ListOperations' OperationType has no
+  other kind of deployment) with the usual `Deployment*` events; the source configuration is unchanged.
+  - An image service is watching `<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>` (no tag
+    means `latest`) and deploys on a push of that tag to that repository, in that account and in the
+    service's own Region (App Runner does not deploy automatically from another Region's repository).
+    An image pinned by digest (`repo@sha256:...`) never deploys automatically.
+  - A code service deploys on a push to its branch (`SourceCodeVersion` of Type BRANCH) of its
+    `RepositoryUrl` (compared without a trailing `/` or `.git`, the host case-insensitively). When the
+    push says which paths it changed and the service has a `SourceDirectory` other than the repository
+    root, only changes under that directory deploy, as App Runner documents.
+  - A push that changes nothing (the tag already names that digest, the branch is already at that
+    commit: a duplicate notification) deploys nothing.
+  - Not queued: a push that arrives while the service runs an operation, or while the service is not
+    RUNNING (PAUSED, CREATE_FAILED, ...), is not deployed, then or later. This is the gap App Runner's
+    own automatic deployment leaves; the push stays undeployed until the next push or a manual deploy.
+  Each call returns what the push did to each service configured for it, deployed or not and why, and
+  tells `push_listener` (the local cloud prints it).
 
 Fault injection:
 - `fail_next(service_arn, count)`: the next `count` StartDeployment/UpdateService operations on that
-  service fail and roll back.
+  service (automatic deployments included) fail and roll back.
 - An image whose reference (after the registry host) has a label `fail`, split on `/ : @ . _ -`
   (`web:fail`, `web:v1.2.0-fail`, `fail-demo/web:latest`), fails every operation that deploys it; so
   does a code-based service's branch with such a label (`fail/x`). A service created with one ends
@@ -29,7 +57,10 @@ Fault injection:
 - `lose_events(service_arn, count)`: the next `count` status events of that service are never sent.
 The same controls are reachable over HTTP as targets `PushdeploySim.FailNext` (ServiceArn, Count),
 `PushdeploySim.LoseEvents` (ServiceArn, Count), `PushdeploySim.ThrottleNext` and
-`PushdeploySim.ErrorNext` (Count, Operation), for a simulator that runs in another process.
+`PushdeploySim.ErrorNext` (Count, Operation), for a simulator that runs in another process; so are the
+pushes: `PushdeploySim.ImagePushed` (Repository, Tag, Digest; Account and Region default to the
+simulator's) and `PushdeploySim.CodePushed` (RepositoryUrl, Branch, Commit; Paths optional), which
+answer `{"Services": [{"ServiceArn", "OperationId"} or {"ServiceArn", "NotDeployed": reason}]}`.
 """
 
 from __future__ import annotations
@@ -46,6 +77,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
@@ -71,6 +103,8 @@ _log = logging.getLogger(__name__)
 
 EventSink = Callable[[dict[str, Any]], None]
 Json = dict[str, Any]
+# Told of each push that concerns a service: the push ("push of web:latest (sha256:...)") and what it did.
+PushListener = Callable[[str, "list[AutoDeployment]"], None]
 
 TARGET_PREFIX = "AppRunner."
 CONTROL_PREFIX = "PushdeploySim."
@@ -80,7 +114,8 @@ _DEPLOY_TYPES = frozenset({"START_DEPLOYMENT", "UPDATE_SERVICE"})
 # The service status an operation leaves behind when it succeeds.
 _STATUS_AFTER = {"PAUSE_SERVICE": "PAUSED", "DELETE_SERVICE": "DELETED"}
 _ECR_PRIVATE = re.compile(
-    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/(?P<ref>[^:@]+(?::(?P<tag>[^@]+)|@(?P<digest>.+))?)$"
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repository>[^:@]+)(?::(?P<tag>[^@]+)|@(?P<digest>.+))?$"
 )
 _ECR_PUBLIC = re.compile(r"^public\.ecr\.aws/(?P<ref>.+)$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -134,6 +169,26 @@ class _Service:
         return last if last is not None and last.ended_at is None else None
 
 
+@dataclass(frozen=True)
+class AutoDeployment:
+    """What one push did to one service configured for it: the automatic deployment it started
+    (`operation_id`), or why it started none (`reason`)."""
+
+    service_arn: str
+    operation_id: str | None = None
+    reason: str | None = None
+    automatic: bool = True  # whether the service is in automatic deployment mode
+
+    @property
+    def service_name(self) -> str:
+        return self.service_arn.split("/")[-2] if self.service_arn.count("/") >= 2 else self.service_arn
+
+    def to_json(self) -> Json:
+        if self.operation_id is not None:
+            return {"ServiceArn": self.service_arn, "OperationId": self.operation_id}
+        return {"ServiceArn": self.service_arn, "NotDeployed": self.reason}
+
+
 @dataclass
 class _Fault:
     error: AppRunnerError
@@ -153,11 +208,13 @@ class AppRunnerSimulator:
         clock: Callable[[], float] = time.monotonic,
         event_sink: EventSink | None = None,
         epoch: float | None = None,
+        push_listener: PushListener | None = None,
     ) -> None:
         self.account = account
         self.region = region
         self.operation_seconds = operation_seconds
         self.event_sink = event_sink
+        self.push_listener = push_listener
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._clock = clock
         self._offset = 0.0
@@ -168,6 +225,9 @@ class AppRunnerSimulator:
         self._lock = threading.Lock()
         self._services: dict[str, _Service] = {}
         self._faults: list[_Fault] = []
+        # What each watched tag and branch points at, from the pushes seen: a push that changes
+        # nothing is not a change.
+        self._heads: dict[tuple[str, ...], str] = {}
         self._outbox: list[Json] = []
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -244,6 +304,97 @@ class AppRunnerSimulator:
                     self._faults.remove(fault)
                 raise AppRunnerError(fault.error.code, fault.error.message, fault.error.status)
 
+    # ----- pushes (automatic deployment) -----
+
+    def image_pushed(
+        self, account: str, region: str, repository: str, tag: str | None, digest: str
+    ) -> list[AutoDeployment]:
+        """An image was pushed to ECR: start the automatic deployment of each service in automatic mode
+        watching that tag (see the module docstring). What the push did to each service watching it."""
+        if _DIGEST.match(digest) is None:
+            raise ValueError(f"not an image digest (sha256:<64 hex digits>): {digest}")
+        if tag is None:
+            return []  # an untagged push: nothing is configured by tag for it
+        self.tick()
+        with self._lock:
+            # A repository in another Region never deploys here, whatever the service's image says.
+            services = [
+                s
+                for s in self._live()
+                if region == self.region and _watches_image(s, account, region, repository, tag)
+            ]
+            head = ("image", account, region, repository, tag)
+            unchanged = self._heads.get(head) == digest
+            self._heads[head] = digest
+            what = f"push of {repository}:{tag} ({digest[:19]}...)"
+            done = [self._auto_deploy(s, what, unchanged=unchanged) for s in services]
+        self._flush()
+        self._tell_listener(what, done)
+        return done
+
+    def code_pushed(
+        self, repository_url: str, branch: str, commit: str, paths: list[str] | None = None
+    ) -> list[AutoDeployment]:
+        """Commits were pushed to a branch: start the automatic deployment of each code service in
+        automatic mode on that branch (see the module docstring). `paths`, when known, are the paths the
+        push changed. What the push did to each service watching the branch."""
+        if not commit:
+            raise ValueError("a push names its commit")
+        url = _normalized_url(repository_url)
+        self.tick()
+        with self._lock:
+            services = [s for s in self._live() if _watches_branch(s, url, branch)]
+            head = ("code", url, branch)
+            unchanged = self._heads.get(head) == commit
+            self._heads[head] = commit
+            what = f"push of {commit[:12]} to {repository_url} {branch}"
+            done = [
+                self._auto_deploy(s, what, unchanged=unchanged, outside=_outside_source(s, paths))
+                for s in services
+            ]
+        self._flush()
+        self._tell_listener(what, done)
+        return done
+
+    def _tell_listener(self, what: str, done: list[AutoDeployment]) -> None:
+        if self.push_listener is None or not done:
+            return
+        try:
+            self.push_listener(what, done)
+        except Exception:
+            _log.exception("push listener failed on the %s", what)
+
+    def _live(self) -> list[_Service]:
+        return [s for s in self._services.values() if s.status != "DELETED"]
+
+    def _auto_deploy(
+        self, service: _Service, what: str, *, unchanged: bool, outside: str | None = None
+    ) -> AutoDeployment:
+        """Start the automatic deployment of a service that `what` concerns, if App Runner would."""
+        source = service.config["SourceConfiguration"]
+        active = service.active
+        if not source.get("AutoDeploymentsEnabled"):
+            reason = "automatic deployment is off (AutoDeploymentsEnabled is false)"
+            return AutoDeployment(service.arn, reason=reason, automatic=False)
+        if unchanged:
+            reason = f"the {what} changes nothing: it is already there"
+        elif outside is not None:
+            reason = outside
+        elif active is not None:
+            reason = (
+                f"operation {active.id} ({active.type}) was in progress: App Runner does not queue an "
+                "automatic deployment"
+            )
+        elif service.status != "RUNNING":
+            reason = f"the service is {service.status}"
+        else:
+            fails = self._consume_failure(service, source)
+            operation = self._start(service, "START_DEPLOYMENT", fails=fails)
+            _log.info("automatic deployment %s of %s: %s", operation.id, service.name, what)
+            return AutoDeployment(service.arn, operation_id=operation.id)
+        _log.info("no automatic deployment of %s on the %s: %s", service.name, what, reason)
+        return AutoDeployment(service.arn, reason=reason)
+
     # ----- protocol -----
 
     def handle(self, target: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -275,6 +426,8 @@ class AppRunnerSimulator:
 
     def _control(self, command: str, params: Json) -> Json:
         try:
+            if command in ("ImagePushed", "CodePushed"):
+                return {"Services": [done.to_json() for done in self._push_control(command, params)]}
             count = int(params.get("Count", 1))
             if command in ("FailNext", "LoseEvents"):
                 inject = self.fail_next if command == "FailNext" else self.lose_events
@@ -287,6 +440,23 @@ class AppRunnerSimulator:
         except (KeyError, TypeError, ValueError) as error:
             raise invalid_request(f"Bad {command} request: {error}") from None
         return {}
+
+    def _push_control(self, command: str, params: Json) -> list[AutoDeployment]:
+        if command == "ImagePushed":
+            tag = params.get("Tag")
+            return self.image_pushed(
+                str(params.get("Account") or self.account),
+                str(params.get("Region") or self.region),
+                str(params["Repository"]),
+                None if tag is None else str(tag),
+                str(params["Digest"]),
+            )
+        paths = params.get("Paths")
+        if paths is not None and not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)):
+            raise TypeError("Paths is a list of strings")
+        return self.code_pushed(
+            str(params["RepositoryUrl"]), str(params["Branch"]), str(params["Commit"]), paths
+        )
 
     def attach(self, client: BaseClient) -> None:
         """Answer `client`'s requests in-process: botocore still serializes, validates and parses."""
@@ -340,7 +510,7 @@ class AppRunnerSimulator:
         if any(s.name == name and s.status != "DELETED" for s in self._services.values()):
             raise invalid_request(f"Service with the provided name already exists: {name}")
         source = copy.deepcopy(params["SourceConfiguration"])
-        _check_source(source, creating=True)
+        _check_source(source, creating=True, account=self.account)
         service_id = uuid.uuid4().hex
         arn = f"arn:{self._partition}:apprunner:{self.region}:{self.account}:service/{name}/{service_id}"
         now = self._now()
@@ -350,7 +520,7 @@ class AppRunnerSimulator:
             id=service_id,
             url=f"{secrets.token_hex(5)}.{self.region}.awsapprunner.com",
             created_at=now,
-            config=self._new_config(params, source),
+            config=self._new_config(params, _with_defaults(source, self.account)),
         )
         self._services[arn] = service
         operation = self._start(service, "CREATE_SERVICE", fails=_source_fails(source))
@@ -500,7 +670,7 @@ class AppRunnerSimulator:
 
     def _new_config(self, params: Json, source: Json) -> Json:
         config: Json = {
-            "SourceConfiguration": _with_defaults(source),
+            "SourceConfiguration": source,
             "InstanceConfiguration": {
                 "Cpu": "1024",
                 "Memory": "2048",
@@ -526,7 +696,9 @@ class AppRunnerSimulator:
     def _updated_config(self, current: Json, params: Json) -> Json:
         config = copy.deepcopy(current)
         if "SourceConfiguration" in params:
-            config["SourceConfiguration"] = _merged_source(config["SourceConfiguration"], params)
+            config["SourceConfiguration"] = _merged_source(
+                config["SourceConfiguration"], params, self.account
+            )
         for key in ("InstanceConfiguration", "HealthCheckConfiguration", "NetworkConfiguration"):
             config[key] = {**config[key], **copy.deepcopy(params.get(key, {}))}
         if "ObservabilityConfiguration" in params:
@@ -586,22 +758,38 @@ class AppRunnerSimulator:
         return summary
 
 
-def _check_source(source: Json, *, creating: bool) -> None:
+def _check_source(source: Json, *, creating: bool, account: str) -> None:
     """App Runner's rules for a SourceConfiguration beyond its shape."""
     if ("ImageRepository" in source) == ("CodeRepository" in source):
         raise invalid_request("Specify exactly one of ImageRepository or CodeRepository.")
-    if source.get("AutoDeploymentsEnabled"):
-        # The simulator has no repository to watch; pushdeploy is what deploys on push.
-        raise invalid_request("The App Runner simulator supports manual deployment only.")
     auth = source.get("AuthenticationConfiguration", {})
     if "ImageRepository" in source:
         _check_image(source["ImageRepository"], auth)
-        return
-    code = source["CodeRepository"]
-    if "ConnectionArn" not in auth:
-        raise invalid_request("A code repository needs AuthenticationConfiguration.ConnectionArn.")
-    if creating and "CodeConfiguration" not in code:
-        raise invalid_request("CodeRepository.CodeConfiguration is required to create a service.")
+    else:
+        code = source["CodeRepository"]
+        if "ConnectionArn" not in auth:
+            raise invalid_request("A code repository needs AuthenticationConfiguration.ConnectionArn.")
+        if creating and "CodeConfiguration" not in code:
+            raise invalid_request("CodeRepository.CodeConfiguration is required to create a service.")
+    unsupported = _no_automatic_deployment(source, account)
+    if source.get("AutoDeploymentsEnabled") and unsupported is not None:
+        raise invalid_request(unsupported)
+
+
+def _no_automatic_deployment(source: Json, account: str) -> str | None:
+    """Why App Runner can't deploy this source automatically, or None when it can."""
+    image = source.get("ImageRepository")
+    if image is None:
+        return None
+    if image["ImageRepositoryType"] == "ECR_PUBLIC":
+        return "App Runner doesn't support automatic deployments for an image in an ECR Public repository."
+    match = _ECR_PRIVATE.match(image["ImageIdentifier"])
+    if match is not None and match.group("account") != account:
+        return (
+            "App Runner doesn't support automatic deployments for an image in an ECR repository in "
+            f"another AWS account ({match.group('account')})."
+        )
+    return None
 
 
 def _check_image(image: Json, auth: Json) -> None:
@@ -620,7 +808,7 @@ def _check_image(image: Json, auth: Json) -> None:
         raise invalid_request("An Amazon ECR image needs AuthenticationConfiguration.AccessRoleArn.")
 
 
-def _merged_source(current: Json, params: Json) -> Json:
+def _merged_source(current: Json, params: Json, account: str) -> Json:
     update: Json = copy.deepcopy(params["SourceConfiguration"])
     switched = ("ImageRepository" in update and "CodeRepository" in current) or (
         "CodeRepository" in update and "ImageRepository" in current
@@ -628,17 +816,72 @@ def _merged_source(current: Json, params: Json) -> Json:
     if switched:
         raise invalid_request("You can't switch a service between a code and an image repository.")
     merged = {**current, **update}
-    _check_source(merged, creating=False)
-    return _with_defaults(merged)
+    if update.get("AutoDeploymentsEnabled") is None:
+        # The service keeps its mode, unless the new image can't deploy automatically: then false,
+        # its default.
+        merged.pop("AutoDeploymentsEnabled", None)
+        try:
+            supported = _no_automatic_deployment(merged, account) is None
+        except (KeyError, TypeError):
+            supported = False  # a malformed source: _check_source says what is wrong with it
+        merged["AutoDeploymentsEnabled"] = bool(current.get("AutoDeploymentsEnabled")) and supported
+    _check_source(merged, creating=False, account=account)
+    return _with_defaults(merged, account)
 
 
-def _with_defaults(source: Json) -> Json:
+def _with_defaults(source: Json, account: str) -> Json:
+    """App Runner's defaults: AutoDeploymentsEnabled as the API reference documents it (see the module
+    docstring) and the image's port."""
+    if source.get("AutoDeploymentsEnabled") is None:
+        source["AutoDeploymentsEnabled"] = _no_automatic_deployment(source, account) is None
     # An ImageRepository block replaces the old one whole: leaving out ImageConfiguration resets it,
     # which is why callers must send the block as DescribeService shows it.
-    source.setdefault("AutoDeploymentsEnabled", False)
     if "ImageRepository" in source:
         source["ImageRepository"].setdefault("ImageConfiguration", {"Port": "8080"})
     return source
+
+
+def _watches_image(service: _Service, account: str, region: str, repository: str, tag: str) -> bool:
+    """Whether the service is configured with that tag of that repository (not pinned by digest)."""
+    image = service.config["SourceConfiguration"].get("ImageRepository")
+    if image is None or image["ImageRepositoryType"] != "ECR":
+        return False
+    match = _ECR_PRIVATE.match(image["ImageIdentifier"])
+    if match is None or match.group("digest") is not None:
+        return False
+    configured = (match.group("account"), match.group("region"), match.group("repository"))
+    return configured == (account, region, repository) and (match.group("tag") or "latest") == tag
+
+
+def _watches_branch(service: _Service, url: str, branch: str) -> bool:
+    code = service.config["SourceConfiguration"].get("CodeRepository")
+    if code is None:
+        return False
+    version = code["SourceCodeVersion"]
+    return (
+        _normalized_url(code["RepositoryUrl"]) == url
+        and version["Type"] == "BRANCH"
+        and version["Value"] == branch
+    )
+
+
+def _normalized_url(url: str) -> str:
+    """A repository URL to compare: no trailing `/` or `.git`, the scheme and host in lower case."""
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/").removesuffix(".git").rstrip("/")
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, "", ""))
+
+
+def _outside_source(service: _Service, paths: list[str] | None) -> str | None:
+    """Why a push of `paths` does not concern the service's source directory, or None if it does."""
+    directory = str(service.config["SourceConfiguration"]["CodeRepository"].get("SourceDirectory", ""))
+    directory = directory.strip("/")
+    if paths is None or directory in ("", "."):
+        return None
+    prefix = f"{directory}/"
+    if any(path.lstrip("/").startswith(prefix) for path in paths):
+        return None
+    return f"the push changes nothing under the source directory {directory}/"
 
 
 def _source_fails(source: Json) -> bool:

@@ -3,7 +3,9 @@
 Pieces, all on 127.0.0.1 at free ports:
 - moto's server: DynamoDB, ECR, EventBridge, SQS and Secrets Manager (`moto_server`);
 - the App Runner simulator (`apprunner_sim`), whose status events are put on moto's default bus, where
-  the template's own rule routes them to the operation-changed function;
+  the template's own rule routes them to the operation-changed function; it is told of each push (an ECR
+  PutImage or a CodeCommit event moto takes, a push delivery to the webhook), so that a service in
+  automatic deployment mode deploys by itself, as on AWS (`apprunner_sim_pushes`);
 - what `template.yaml` declares, provisioned from the template itself (`provision`);
 - the functions: per function, `concurrency` worker processes (`worker`), each a Lambda execution
   environment with the function's own environment, fed by the function's invocation queue (behind its
@@ -33,7 +35,8 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 import boto3
 
 from pushdeploy.errors import PushdeployError
-from pushdeploy.local.apprunner_sim import AppRunnerSimulator
+from pushdeploy.local.apprunner_sim import AppRunnerSimulator, AutoDeployment
+from pushdeploy.local.apprunner_sim_pushes import PushWatch, WsgiApp, report_lines
 from pushdeploy.local.intrinsics import StackIdentity
 from pushdeploy.local.moto_server import MotoServer
 from pushdeploy.local.provision import Clients, LocalStack, provision
@@ -143,10 +146,17 @@ class LocalCloud:
         # moto takes the account of every request from this variable: the simulator's account, so that
         # ECR events, App Runner ARNs and rules all agree on one account.
         os.environ["MOTO_ACCOUNT_ID"] = self.options.account
-        self.moto = MotoServer()
+        self.moto = MotoServer(middleware=self._watch_pushes)
         self.moto.start()
         self.endpoints.update(dict.fromkeys(MOTO_SERVICES, self.moto.url))
         self._say(f"moto {self.moto.url} ({', '.join(MOTO_SERVICES)})")
+
+    def _watch_pushes(self, app: WsgiApp) -> WsgiApp:
+        """On AWS App Runner watches the repositories; here image and CodeCommit pushes go through moto,
+        which tells the simulator (webhook pushes are told by the webhook's workers)."""
+        return PushWatch(
+            app, lambda: self.simulator, account=self.options.account, region=self.options.region
+        )
 
     def _open_function_url(self) -> None:
         """Listen for the Function URL now: its address is an output the template evaluates."""
@@ -184,10 +194,16 @@ class LocalCloud:
             region=self.options.region,
             operation_seconds=self.options.operation_seconds,
             event_sink=self._put_on_bus,
+            push_listener=self._report_push,
         )
         _server, url = self.simulator.serve()
         self.endpoints["apprunner"] = url
         self._say(f"App Runner simulator {url} (an operation takes {self.options.operation_seconds:g} s)")
+
+    def _report_push(self, what: str, done: list[AutoDeployment]) -> None:
+        """Say what a push did to the services in automatic deployment mode."""
+        for line in report_lines(what, done):
+            self._say(line)
 
     def _put_on_bus(self, event: dict[str, Any]) -> None:
         """App Runner's status events go to the default bus, as AWS sends them."""
@@ -257,6 +273,8 @@ class LocalCloud:
             retry_delay=self.options.retry_seconds,
             url_id=uuid.uuid4().hex if function.has_url else None,
             region=self.options.region,
+            # A push delivery to the webhook is a push App Runner sees too (`apprunner_sim_pushes`).
+            push_watch_url=self.endpoints.get("apprunner") if function.has_url else None,
         )
 
     def _function_env(self, function: FunctionSpec) -> dict[str, str]:

@@ -38,14 +38,20 @@ class _AtomicDynamoDB:
 
 
 class MotoServer(ThreadedMotoServer):
-    """ThreadedMotoServer serving its application behind `_AtomicDynamoDB`, quietly."""
+    """ThreadedMotoServer serving its application behind `_AtomicDynamoDB`, quietly. `middleware`, if
+    given, wraps the whole application (the local cloud watches pushes with it)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, middleware: Callable[[WsgiApp], WsgiApp] | None = None
+    ) -> None:
         super().__init__(ip_address=host, port=port, verbose=False)
+        self._middleware = middleware
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
 
     def _server_entry(self) -> None:
-        app = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app: WsgiApp = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        if self._middleware is not None:
+            app = self._middleware(app)
         server: BaseWSGIServer = make_server(
             self._ip_address, self._port, app, threaded=True, request_handler=MotoRequestHandler
         )

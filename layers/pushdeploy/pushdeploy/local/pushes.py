@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 import uuid
@@ -22,6 +23,12 @@ MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
+# ECR's repository names (as `rules` checks them) and the registry's tags (the OCI distribution grammar).
+_ECR_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_REPOSITORY_RULE = "lowercase letters and digits, separated by '.', '_', '-' or '/', 2 to 256 characters"
+_TAG_RULE = "letters, digits, '_', '.' and '-', at most 128, not starting with '.' or '-'"
+
 
 def random_commit() -> str:
     return secrets.token_hex(20)
@@ -32,6 +39,34 @@ def _sha256(data: bytes) -> str:
 
 
 # ----- ECR -----
+
+
+def parse_image_reference(reference: str) -> tuple[str, str | None]:
+    """`REPO[:TAG]` as `docker push` takes it: `web:v1` -> ("web", "v1"); `team/web` -> ("team/web",
+    None), an untagged push. Raises ValueError saying, in one line, what is wrong with anything else."""
+    shown = repr(reference)
+    if not reference.strip():
+        raise ValueError("no image given: give REPO[:TAG], e.g. web:v1.2.0")
+    if "@" in reference:
+        raise ValueError(
+            f"{shown}: a push makes a new image, and ECR computes its digest: give REPO[:TAG], not a digest"
+        )
+    repository, separator, tag = reference.partition(":")
+    if ":" in tag:
+        raise ValueError(f"{shown} is not REPO[:TAG]: it has more than one ':'")
+    if not repository:
+        raise ValueError(f"{shown} is not REPO[:TAG]: no repository before ':'")
+    if ".dkr.ecr." in repository.split("/", 1)[0]:
+        raise ValueError(f"{shown}: give the repository's name without the registry host")
+    if not (2 <= len(repository) <= 256 and _ECR_REPOSITORY.match(repository)):
+        raise ValueError(f"repository {repository!r} is not an ECR repository name ({_REPOSITORY_RULE})")
+    if not separator:
+        return repository, None
+    if not tag:
+        raise ValueError(f"{shown} has no tag after ':' (leave ':' out for an untagged push)")
+    if not _IMAGE_TAG.match(tag):
+        raise ValueError(f"tag {tag!r} is not an image tag ({_TAG_RULE})")
+    return repository, tag
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ then `Handler`) and runs one invocation at a time, within the function's timeout
 - Synchronous invocations over the Function URL: the worker accepts connections on the listening socket
   `local up` opened and handed down (every worker of the function shares it, so the kernel spreads
   requests over them), turns each request into a Function URL event and answers with the function's
-  result, or 502 when it raises.
+  result, or 502 when it raises. With `push_watch_url` (the local cloud sets it to its App Runner
+  simulator), each request is first shown to `apprunner_sim_pushes.tell_of_delivery`: a GitHub or
+  Bitbucket push delivery stands for the push, which App Runner sees by itself on AWS.
 
 A worker exits on SIGTERM (after the invocation in progress), and by itself when `local up` is gone.
 """
@@ -68,6 +70,7 @@ class WorkerSpec:
     retry_delay: float = 1.0  # seconds before the first retry; Lambda waits about a minute
     url_id: str | None = None  # Function URL invocations
     region: str = "us-east-1"
+    push_watch_url: str | None = None  # the App Runner simulator, told of the pushes the URL receives
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2)
@@ -336,6 +339,7 @@ def url_server(
     """An HTTP server on the shared listening socket that answers one request at a time."""
     assert spec.url_id is not None
     url = UrlIdentity(spec.url_id, spec.region)
+    on_request = _push_watcher(spec.push_watch_url)
 
     class FunctionUrlHandler(BaseHTTPRequestHandler):
         timeout = 10  # a client that stalls must not hold the execution environment forever
@@ -354,6 +358,8 @@ def url_server(
                 source_ip=self.client_address[0],
             )
             with lifecycle.invocation():
+                if on_request is not None:
+                    on_request(request)
                 _request_id, outcome = invoker.invoke(request_event(request, url))
             status, headers, body = FUNCTION_ERROR if outcome.error else http_answer(outcome.result)
             self._answer(status, headers, body)
@@ -375,6 +381,14 @@ def url_server(
     server.socket = listening
     server.timeout = _HTTP_POLL_SECONDS
     return server
+
+
+def _push_watcher(simulator_url: str | None) -> Callable[[HttpRequest], None] | None:
+    if simulator_url is None:
+        return None
+    from pushdeploy.local.apprunner_sim_pushes import tell_of_delivery
+
+    return lambda request: tell_of_delivery(simulator_url, request.headers, request.body)
 
 
 def serve_url(server: HTTPServer, lifecycle: Lifecycle) -> None:
