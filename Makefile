@@ -10,13 +10,15 @@ TOOLS := .venv-tools
 SAM_CLI_VERSION := 1.170.0
 BIN := $(VENV)/bin
 
-.PHONY: help venv tools lint typecheck unit test demo build bench clean
+.PHONY: help venv tools lint typecheck unit test demo build bench soak fuzz clean
 
 help:
 	@echo "make demo   run the scripted scenario on the local cloud"
 	@echo "make test   set up and run lint, type checks and every test"
 	@echo "make build  sam build (no Docker needed)"
 	@echo "make bench  print performance figures"
+	@echo "make soak   run the fault simulation longer: SEED=n STEPS=n (a random seed when unset)"
+	@echo "make fuzz   run the whole fuzz suite: FUZZ_SEED=n FUZZ_CASES=n (n webhook requests, n events)"
 
 $(BIN)/pushdeploy: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "pushdeploy needs Python 3.11 or newer"'
@@ -56,6 +58,17 @@ bench: venv
 
 demo: venv
 	$(BIN)/python -m pushdeploy.local.demo
+
+# The deterministic fault simulation (tests/simulation) with SEED and STEPS from the environment or the
+# command line; exits 1 on a violation, after printing the shortest failing schedule it found.
+soak: venv
+	SEED="$(SEED)" STEPS="$(STEPS)" $(BIN)/python -m tests.simulation.run
+
+# The fuzz suite (tests/fuzz) in full: FUZZ_CASES webhook requests and as many EventBridge events (10,000
+# each unless set) from FUZZ_SEED (9 unless set; `random` for a new one). Ends with
+# `fuzz: cases=N unhandled=U deployed_from_invalid=D`; exits 1 unless U and D are 0.
+fuzz: venv
+	FUZZ_SEED="$(FUZZ_SEED)" FUZZ_CASES="$(FUZZ_CASES)" $(BIN)/python -m tests.fuzz.run
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

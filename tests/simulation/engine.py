@@ -1,0 +1,686 @@
+"""The simulation engine: runs schedules through the real handlers, episode by episode, checks the
+invariants, counts faults, and shrinks a failing schedule to a short one.
+
+Lambda as modelled here:
+- A push function (image_pushed, commit_pushed) or the operation function invoked by EventBridge that
+  crashes or fails is retried by Lambda up to 2 times, by a later `retry` step (or at quiescence). The
+  last attempt never gets an injected crash (a crash there would only move the event to the dead-letter
+  queue, which is not what is under test); a handler that fails on its own three times does dead-letter
+  it, and the push then shows up as never processed.
+- A crash is a `SimulatedCrash` (a BaseException): Powertools' idempotency record of the event stays
+  INPROGRESS, as after a real timeout; by the time Lambda retries (a minute later) that in-progress record
+  has expired, so the engine deletes it before the retry can run.
+- An overlapping invocation of the same event gets Powertools' "already in progress" answer: for Lambda
+  that is a failed attempt of that delivery, retried later like any other.
+- A crashed reconciler run just ends; the next tick runs.
+- Concurrency is an overlap: inside one invocation's AWS call (a hook point), another whole invocation
+  runs first (a second reconciler run, an App Runner status event, the same push again, or another push
+  held back), as another Lambda container would: with its own controller, on the same AWS.
+
+Each step is checked once it has run; at the end of the schedule comes quiescence (no more faults,
+everything held back delivered, time advanced and the reconciler run until nothing is in flight) and the
+final checks. A violation is counted once per episode (invariant and detail).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pushdeploy.domain import deployments as pushdeploy_deployments
+from tests.simulation.hooks import Hooks, SimulatedCrash
+from tests.simulation.invariants import IN_FLIGHT, Checker, Push, Snapshot, Violation
+from tests.simulation.schedule import IMAGE_ROLES, ROLES, Fault, Step, commit_of, digest_of, generate
+from tests.simulation.world import (
+    IDEMPOTENCY_TABLE,
+    LEDGER_TABLE,
+    START_GRACE_SECONDS,
+    World,
+    handler_clients,
+    separate_container,
+)
+
+FAULT_KINDS = (
+    "crash_before_dynamodb",
+    "crash_after_dynamodb",
+    "crash_before_apprunner",
+    "crash_after_apprunner",
+    "overlap",
+    "throttle",
+    "error5xx",
+    "fail",
+    "lost_event",
+    "duplicate",
+    "late",
+    "manual_op",
+    "deleted_service",
+    "vanished_service",
+)
+_SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event"}
+_PUSH_FUNCTIONS = frozenset({"image_pushed", "commit_pushed"})
+
+
+class _Discard(io.TextIOBase):
+    """Where the functions' standard output goes: their metrics (EMF lines), one per invocation."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+_DISCARD = _Discard()
+_MAX_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first attempt and 2 retries
+_QUIESCENCE_ROUNDS = 40
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One EventBridge delivery of an event to a function, and how many attempts Lambda made so far."""
+
+    function: str
+    event: dict[str, Any]
+    attempt: int = 0
+    push: str | None = None  # the event id, for a push
+
+
+@dataclass
+class EpisodeResult:
+    steps: int
+    violations: list[tuple[int, Violation]]  # (step index, or -1 at quiescence; the violation)
+    counts: Counter[str]
+    handler_errors: Counter[str]
+    trace: list[str] = field(default_factory=list)  # App Runner calls, in order (determinism checks)
+
+
+class Episode:
+    """One schedule on one fresh cloud."""
+
+    def __init__(
+        self, schedule: list[Step], roles: tuple[str, ...], uuid_seed: str, stop_on: str | None = None
+    ) -> None:
+        self.schedule = schedule
+        self.roles = roles
+        self.uuid_seed = uuid_seed
+        self.stop_on = stop_on  # shrinking: stop at the first violation of this invariant
+        self.counts: Counter[str] = Counter()
+        self.handler_errors: Counter[str] = Counter()
+        self.pushes: dict[str, Push] = {}
+        self.deleted: set[str] = set()
+        self.held: list[Delivery] = []  # push events held back, delivered late
+        self.retries: list[Delivery] = []  # failed attempts Lambda will retry
+        self.held_events: list[dict[str, Any]] = []  # App Runner status events delivered late
+        self.sent: dict[str, Delivery] = {}  # push events delivered at least once (for redelivery)
+        self.running: list[Delivery] = []  # the deliveries being invoked, outermost first
+        self.to_check: list[Push] = []  # answered pushes whose records to check
+        self.to_peek: list[Push] = []  # failed attempts whose records (if written) to remember
+        self.violations: list[tuple[int, Violation]] = []
+        self.seen: set[Violation] = set()
+        self.quiescing = False
+        self._index = -1  # the step being checked (-1 at quiescence)
+        self._deployments: dict[str, list[Any]] = {}
+        self._deployment_roles: dict[str, str] = {}  # deployment id -> role, from the last reads
+
+    # --- running -----------------------------------------------------------------------------------
+
+    def run(self) -> EpisodeResult:
+        executed = 0
+        with World(self.uuid_seed, self.roles) as world:
+            self.world = world
+            self.cloud = world.cloud
+            self.hooks = Hooks(LEDGER_TABLE, self.counts)
+            clients = handler_clients(world.cloud)
+            self.hooks.attach_dynamodb(clients.dynamodb)
+            self.hooks.attach_apprunner(clients.apprunner)
+            self.hooks.on_overlap = self._overlap
+            self.checker = Checker(self.roles, self.pushes, self.deleted, _label, world.moment)
+            for index, step in enumerate(self.schedule):
+                self._execute(step)
+                executed += 1
+                self._check(index)
+                if self._stopped():
+                    break
+            if not self._stopped():
+                self._quiesce()
+            trace = [name for name, _ in self.cloud.sim.calls]
+        return EpisodeResult(executed, self.violations, self.counts, self.handler_errors, trace)
+
+    def _stopped(self) -> bool:
+        return self.stop_on is not None and any(v.invariant == self.stop_on for _, v in self.violations)
+
+    def _execute(self, step: Step) -> None:
+        kind, world, sim = step.kind, self.world, self.cloud.sim
+        if kind == "push":
+            assert step.tag is not None
+            assert step.digest is not None
+            assert step.event is not None
+            world.advance(1)  # every push happens at its own second
+            event = world.image_event(step.tag, step.digest, step.event)
+            self._push(event, "image", step.tag, digest_of(step.digest), step.digest, step.hold, step.fault)
+        elif kind == "code_push":
+            assert step.commit is not None
+            assert step.event is not None
+            world.advance(1)
+            event = world.commit_event(step.commit, step.previous, step.event)
+            self._push(event, "commit", None, commit_of(step.commit), step.commit, step.hold, step.fault)
+        elif kind == "redeliver":
+            if self.sent:
+                original = list(self.sent.values())[step.pick % len(self.sent)]
+                self.counts["duplicate"] += 1
+                self._deliver(replace(original, attempt=0), step.fault)
+        elif kind == "release":
+            if self.held:
+                self._deliver(self.held.pop(step.pick % len(self.held)), step.fault)
+        elif kind == "retry":
+            if self.retries:
+                self._deliver(self.retries.pop(step.pick % len(self.retries)), step.fault)
+        elif kind == "reconcile":
+            self._invoke("reconciler", _SCHEDULED, step.fault)
+        elif kind == "app_events":
+            self._app_events(step.fates, step.fault)
+        elif kind == "late_events":
+            if self.held_events:
+                event = self.held_events.pop(step.pick % len(self.held_events))
+                self._deliver(Delivery("operation_changed", event), step.fault)
+        elif kind == "advance":
+            world.advance(step.seconds)
+        elif kind == "throttle":
+            sim.throttle_next(step.count, step.operation)
+            self.counts["throttle"] += step.count
+        elif kind == "error5xx":
+            sim.error_next(step.count, step.operation)
+            self.counts["error5xx"] += step.count
+        elif kind in ("fail_next", "lose_events"):
+            assert step.role is not None
+            if step.role in world.vanished:
+                pass
+            elif kind == "fail_next":
+                sim.fail_next(world.services[step.role], step.count)
+                self.counts["fail"] += step.count
+            else:
+                sim.lose_events(world.services[step.role], step.count)
+                self.counts["lost_event"] += step.count
+        elif kind in ("manual_update", "manual_start", "delete"):
+            assert step.role is not None
+            self._operator(kind, step.role, step.hotfix)
+        elif kind == "vanish":
+            assert step.role is not None
+            if step.role in self.deleted and world.vanish(step.role):
+                self.counts["vanished_service"] += 1
+        else:
+            raise ValueError(f"unknown step kind {kind!r}")
+
+    def _push(
+        self,
+        event: dict[str, Any],
+        kind: str,
+        tag: str | None,
+        artifact: str,
+        number: int,
+        hold: bool,
+        fault: Fault | None,
+    ) -> None:
+        event_id = str(event["id"])
+        push = Push(event_id, kind, tag, artifact, number, self.world.now())
+        push.expected_change_ids = _expected_change_ids(event_id)
+        self.pushes[event_id] = push
+        function = "image_pushed" if kind == "image" else "commit_pushed"
+        delivery = Delivery(function, event, push=event_id)
+        if hold:
+            self.counts["late"] += 1
+            self.held.append(delivery)
+        else:
+            self._deliver(delivery, fault)
+
+    def _app_events(self, fates: tuple[str, ...], fault: Fault | None) -> None:
+        batch = list(self.cloud.apprunner_events)
+        self.cloud.apprunner_events.clear()
+        for position, event in enumerate(batch):
+            fate = fates[position] if position < len(fates) else "deliver"
+            if fate == "lose":
+                self.counts["lost_event"] += 1
+                continue
+            if fate == "late":
+                self.counts["late"] += 1
+                self.held_events.append(event)
+                continue
+            self._deliver(Delivery("operation_changed", event), fault)
+            fault = None  # only the first invocation of the step carries it
+            if fate == "dup":
+                self.counts["duplicate"] += 1
+                self._deliver(Delivery("operation_changed", event), None)
+
+    def _operator(self, kind: str, role: str, hotfix: int) -> None:
+        """Someone else, by hand, through the same App Runner API (which may throttle them too)."""
+        apprunner, arn = self.cloud.apprunner, self.world.services[role]
+        try:
+            if kind == "manual_update":
+                self.world.operator_update(role, f"hotfix-{hotfix}")
+            elif kind == "manual_start":
+                apprunner.start_deployment(ServiceArn=arn)
+            else:
+                apprunner.delete_service(ServiceArn=arn)
+                self.deleted.add(role)
+                self.counts["deleted_service"] += 1
+                return
+        except (ClientError, BotoCoreError):
+            self.counts["manual_refused"] += 1  # busy, throttled, deleted: they try another time
+            return
+        self.counts["manual_op"] += 1
+
+    # --- invocations -------------------------------------------------------------------------------
+
+    def _deliver(self, delivery: Delivery, fault: Fault | None) -> None:
+        push = self.pushes.get(delivery.push) if delivery.push else None
+        if push is not None:
+            if push.first_delivered_at is None:
+                push.first_delivered_at = self.world.now()
+            self.sent.setdefault(push.event_id, replace(delivery, attempt=0))
+        last_attempt = delivery.attempt >= _MAX_ATTEMPTS - 1
+        self.running.append(delivery)
+        try:
+            answer = self._invoke(delivery.function, delivery.event, None if last_attempt else fault)
+        finally:
+            self.running.pop()
+        if answer is not None:
+            if push is not None:
+                self._answered(push, answer)
+            return
+        if push is not None:
+            self.to_peek.append(push)  # a crash after its record was written: read it before the retry
+        if last_attempt:
+            self.counts["dead_letter"] += 1
+        else:
+            self.counts["lambda_retry"] += 1
+            self.retries.append(replace(delivery, attempt=delivery.attempt + 1))
+
+    def _invoke(self, function: str, event: dict[str, Any], fault: Fault | None) -> dict[str, Any] | None:
+        """One invocation; its answer, or None when it crashed or failed."""
+        if self.quiescing:
+            fault = None
+        self.hooks.begin(fault)
+        crashed = False
+        try:
+            with contextlib.redirect_stdout(_DISCARD):  # the functions' metrics (EMF lines)
+                return self.cloud.invoke(function, event)
+        except SimulatedCrash:
+            crashed = True
+            return None
+        except IdempotencyAlreadyInProgressError:
+            self.counts["in_progress_answer"] += 1
+            return None
+        except Exception as error:
+            self.counts["handler_error"] += 1
+            self.handler_errors[f"{function}: {type(error).__name__}: {str(error)[:160]}"] += 1
+            return None
+        finally:
+            self.hooks.end()
+            if crashed and function in _PUSH_FUNCTIONS and not self.hooks.in_handler:
+                self._expire_in_progress_records()
+
+    def _expire_in_progress_records(self) -> None:
+        """The crashed invocation's idempotency record has expired by the time Lambda retries."""
+        dynamodb = self.cloud.dynamodb
+        found = dynamodb.scan(
+            TableName=IDEMPOTENCY_TABLE,
+            FilterExpression="#status = :in_progress",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":in_progress": {"S": "INPROGRESS"}},
+        )
+        for item in found.get("Items", []):
+            dynamodb.delete_item(TableName=IDEMPOTENCY_TABLE, Key={"id": item["id"]})
+
+    def _answered(self, push: Push, answer: dict[str, Any]) -> None:
+        changes = [str(change) for change in answer.get("changes", [])]
+        if answer.get("status") != "decided":
+            self._found(
+                Violation("recorded", f"push event {push.event_id[-6:]} answered {answer.get('status')}")
+            )
+        if push.change_ids is None:
+            push.change_ids = changes
+            for change_id in changes:
+                self.checker.by_change[change_id] = push
+            if push.expected_change_ids != changes:
+                push.expected_change_ids = []  # derived otherwise: read records after answers only
+        elif push.change_ids != changes:
+            self._found(Violation("recorded", f"push event {push.event_id[-6:]} answered other change ids"))
+        self.to_check.append(push)
+
+    def _overlap(self, kind: str) -> None:
+        """Inside another invocation's AWS call: one more whole invocation, in another container."""
+        with separate_container():
+            outer = self.running[-1] if self.running else None
+            if kind == "same_event" and outer is not None and outer.push is not None:
+                self.counts["duplicate"] += 1
+                self._deliver(replace(outer, attempt=0), None)
+            elif kind == "other_push" and self.held:
+                self._deliver(self.held.pop(0), None)
+            elif kind == "operation_event" and self.cloud.apprunner_events:
+                self._deliver(Delivery("operation_changed", self.cloud.apprunner_events.pop(0)), None)
+            else:
+                self._invoke("reconciler", _SCHEDULED, None)
+
+    # --- checking ----------------------------------------------------------------------------------
+
+    def _found(self, violation: Violation, index: int | None = None) -> None:
+        if violation not in self.seen:
+            self.seen.add(violation)
+            self.violations.append((self._index if index is None else index, violation))
+
+    def _snapshot(self) -> Snapshot:
+        for role in sorted(self._written_roles()):
+            self._deployments[role] = self.cloud.deployments(self.world.services[role])
+            self._deployment_roles.update((d.id, role) for d in self._deployments[role])
+        views = {role: self.world.service_view(role) for role in self.world.services}
+        return Snapshot(self._deployments, views, self.hooks.started_by, self.hooks.images)
+
+    def _written_roles(self) -> set[str]:
+        """The services whose deployments changed since they were last read: from the keys the ledger
+        writes named (see the ledger's item layout); every service when a write says nothing usable."""
+        writes, self.hooks.ledger_writes = self.hooks.ledger_writes, []
+        every = set(self.world.services)
+        if len(self._deployments) < len(every):
+            return every
+        by_arn = {arn: role for role, arn in self.world.services.items()}
+        roles: set[str] = set()
+        for partition, service in writes:
+            kind, _, rest = (partition or "").partition("#")
+            if kind in ("CHANGE", "RULE"):
+                continue  # change records and rule marks: no deployment changes
+            role = None
+            if service is not None:
+                role = by_arn.get(service)
+                if kind == "DEPLOYMENT" and role is not None:
+                    self._deployment_roles[rest] = role  # a new deployment: its updates may follow
+            elif kind == "SERVICE":
+                role = by_arn.get(rest)
+            elif kind == "DEPLOYMENT":
+                role = self._deployment_roles.get(rest)
+            if role is None:
+                return every
+            roles.add(role)
+        return roles
+
+    def _check(self, index: int) -> Snapshot:
+        self._index = index
+        snapshot = self._snapshot()
+        for violation in self.checker.step_checks(snapshot):
+            self._found(violation)
+        ledger = self.cloud.ledger
+        for push in self.to_peek:
+            for change_id in push.expected_change_ids:
+                record = ledger.change(change_id)
+                if record is not None:
+                    for violation in self.checker.unchanged(push, change_id, record):
+                        self._found(violation)
+        self.to_peek.clear()
+        if self.to_check:
+            created = {
+                (str(getattr(d, "change_id", "")), str(d.rule)): str(d.id)
+                for deployments in snapshot.deployments.values()
+                for d in deployments
+            }
+            for push in self.to_check:
+                for violation in self.checker.record_checks(push, ledger.change, created):
+                    self._found(violation)
+            self.to_check.clear()
+        return snapshot
+
+    def _quiesce(self) -> None:
+        """No more faults: deliver everything held back or waiting for a retry, then advance time and
+        reconcile until nothing is in flight."""
+        self.quiescing = True
+        for _ in range(_QUIESCENCE_ROUNDS):
+            while self.held or self.retries or self.held_events:
+                if self.held:
+                    self._deliver(self.held.pop(0), None)
+                elif self.retries:
+                    self._deliver(self.retries.pop(0), None)
+                else:
+                    self._deliver(Delivery("operation_changed", self.held_events.pop(0)), None)
+            while self.cloud.apprunner_events:
+                self._app_events((), None)
+            self._invoke("reconciler", _SCHEDULED, None)
+            snapshot = self._check(-1)
+            busy = any(
+                str(d.status) in IN_FLIGHT
+                for deployments in snapshot.deployments.values()
+                for d in deployments
+            )
+            pending = self.held or self.retries or self.held_events or self.cloud.apprunner_events
+            if not busy and not pending:
+                break
+            self.world.advance(START_GRACE_SECONDS + 10)
+        for push in self.pushes.values():
+            if push.change_ids is not None:
+                self.to_check.append(push)
+        snapshot = self._check(-1)
+        ledger = self.cloud.ledger
+        slots = {}
+        for role, arn in self.world.services.items():
+            slot = ledger.slot(arn)
+            slots[role] = (getattr(slot, "active", None), getattr(slot, "pending", None))
+        outside: dict[str, list[dict[str, Any]]] = {}
+        listing = getattr(ledger, "outside_operations", None)
+        if callable(listing):
+            outside = {role: list(listing(arn)) for role, arn in self.world.services.items()}
+        for violation in self.checker.final_checks(snapshot, slots, outside):
+            self._found(violation, -1)
+
+
+def _expected_change_ids(event_id: str) -> list[str]:
+    """The change id pushdeploy derives for an EventBridge push (one change, position 0), if it still
+    derives it with `change_id_for`; else none, and records are read after answers only."""
+    derive = getattr(pushdeploy_deployments, "change_id_for", None)
+    return [str(derive(event_id, 0))] if callable(derive) else []
+
+
+def _label(artifact: str) -> str:
+    """The schedule's number of a digest or commit: "#12"."""
+    hexadecimal = artifact.removeprefix("sha256:")
+    try:
+        return f"#{int(hexadecimal, 16)}"
+    except ValueError:
+        return artifact
+
+
+# --- many episodes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    number: int
+    seed: int
+    roles: tuple[str, ...]
+    steps: int
+
+    @property
+    def uuid_seed(self) -> str:
+        return f"uuid-{self.seed}"
+
+    def schedule(self) -> list[Step]:
+        return generate(self.seed, self.steps, self.roles)
+
+
+def plan_episodes(seed: int, steps: int, episode_steps: int) -> list[EpisodePlan]:
+    """The run's episodes, all drawn from `random.Random(seed)`."""
+    rng = random.Random(seed)
+    plans: list[EpisodePlan] = []
+    total = 0
+    while total < steps:
+        count = min(episode_steps, steps - total)
+        roles = ROLES if rng.random() < 0.5 else IMAGE_ROLES  # a code service in every other episode
+        plans.append(EpisodePlan(len(plans), rng.randrange(2**62), roles, count))
+        total += count
+    return plans
+
+
+@dataclass
+class Failure:
+    plan: EpisodePlan
+    step: int
+    violation: Violation
+    shrunk: list[Step] | None = None
+    shrunk_violation: Violation | None = None  # the violation the shrunk schedule shows
+    at_quiescence: bool = False  # whether it shows only at quiescence
+    replays: int = 0
+    exhausted: bool = False  # the shrinking budget ran out: a shorter schedule may exist
+
+
+@dataclass
+class Report:
+    seed: int
+    steps: int = 0
+    episodes: int = 0
+    seconds: float = 0.0
+    counts: Counter[str] = field(default_factory=Counter)
+    handler_errors: Counter[str] = field(default_factory=Counter)
+    violations: list[tuple[EpisodePlan, int, Violation]] = field(default_factory=list)
+    failure: Failure | None = None
+
+    @property
+    def faults(self) -> int:
+        return sum(self.counts[kind] for kind in FAULT_KINDS)
+
+    def summary(self) -> str:
+        violations = len(self.violations)
+        return f"simulation: steps={self.steps} seed={self.seed} faults={self.faults} violations={violations}"
+
+    def lines(self, shown: int = 25) -> list[str]:
+        rate = self.steps / self.seconds if self.seconds else 0.0
+        lines = [f"episodes={self.episodes} seconds={self.seconds:.1f} rate={rate:.1f} steps/s"]
+        lines.append("faults: " + " ".join(f"{kind}={self.counts[kind]}" for kind in FAULT_KINDS))
+        others = sorted(kind for kind in self.counts if kind not in FAULT_KINDS)
+        if others:
+            lines.append("also: " + " ".join(f"{kind}={self.counts[kind]}" for kind in others))
+        for error, count in self.handler_errors.most_common(5):
+            lines.append(f"handler error x{count}: {error}")
+        by_invariant = Counter(violation.invariant for _, _, violation in self.violations)
+        if by_invariant:
+            lines.append(
+                "violations by invariant: " + " ".join(f"{k}={n}" for k, n in sorted(by_invariant.items()))
+            )
+        for plan, step, violation in self.violations[:shown]:
+            where = "at quiescence" if step < 0 else f"after step {step + 1}"
+            lines.append(f"  episode {plan.number} {where}: {violation}")
+        if len(self.violations) > shown:
+            lines.append(f"  ... and {len(self.violations) - shown} more")
+        if self.failure is not None:
+            lines.extend(_failure_lines(self.failure))
+        lines.append(self.summary())
+        return lines
+
+
+def _failure_lines(failure: Failure) -> list[str]:
+    plan = failure.plan
+    shrunk = failure.shrunk is not None
+    schedule = failure.shrunk if failure.shrunk is not None else plan.schedule()[: failure.step + 1]
+    what = "shortest failing schedule found" if shrunk else "failing schedule (not shrunk)"
+    if failure.exhausted:
+        what += " (shrinking ran out of time)"
+    violation = failure.shrunk_violation if shrunk and failure.shrunk_violation else failure.violation
+    lines = [
+        f"{what}: {len(schedule)} steps (from {plan.steps}; {failure.replays} replays), "
+        f"episode {plan.number} (seed {plan.seed}, services {','.join(plan.roles)})",
+        f"  it shows: {violation}",
+    ]
+    lines.extend(f"  {number:3d}. {step.describe()}" for number, step in enumerate(schedule, 1))
+    if failure.at_quiescence:
+        lines.append(
+            "  then quiescence (deliver everything, advance time, reconcile until nothing is in flight)"
+        )
+    return lines
+
+
+def run_simulation(
+    seed: int,
+    steps: int,
+    episode_steps: int = 200,
+    shrink_seconds: float = 120.0,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    report = Report(seed)
+    started = time.perf_counter()
+    for plan in plan_episodes(seed, steps, episode_steps):
+        result = Episode(plan.schedule(), plan.roles, plan.uuid_seed).run()
+        report.steps += result.steps
+        report.episodes += 1
+        report.counts.update(result.counts)
+        report.handler_errors.update(result.handler_errors)
+        report.violations.extend((plan, step, violation) for step, violation in result.violations)
+        if result.violations and report.failure is None:
+            step, violation = result.violations[0]
+            report.failure = Failure(
+                plan, plan.steps - 1 if step < 0 else step, violation, at_quiescence=step < 0
+            )
+        if progress is not None:
+            elapsed = time.perf_counter() - started
+            progress(
+                f"episode {plan.number}: {report.steps} steps, {elapsed:.0f}s, "
+                f"{len(result.violations)} violations ({report.steps / elapsed:.1f} steps/s)"
+            )
+    report.seconds = time.perf_counter() - started
+    if report.failure is not None and shrink_seconds > 0:
+        shrink(report.failure, time.perf_counter() + shrink_seconds)
+    return report
+
+
+# --- shrinking -------------------------------------------------------------------------------------
+
+
+def _fails(failure: Failure, schedule: list[Step]) -> int | None:
+    """Where the schedule violates the failure's invariant again: the step index (len() when only at
+    quiescence), or None."""
+    failure.replays += 1
+    plan = failure.plan
+    result = Episode(schedule, plan.roles, plan.uuid_seed, stop_on=failure.violation.invariant).run()
+    for step, violation in result.violations:
+        if violation.invariant == failure.violation.invariant:
+            failure.shrunk_violation = violation
+            failure.at_quiescence = step < 0
+            return len(schedule) if step < 0 else step
+    return None
+
+
+def shrink(failure: Failure, deadline: float) -> None:
+    """Remove halves, quarters, ... down to single steps while the same invariant still fails, then drop
+    the faults of the steps that keep them needlessly; stops at the deadline with the shortest so far."""
+    current = failure.plan.schedule()[: failure.step + 1]
+    where = _fails(failure, current)
+    if where is None:
+        failure.shrunk = None  # not reproducible: print the schedule as it ran
+        return
+    current = current[: where + 1]
+
+    def out_of_time() -> bool:
+        return time.perf_counter() >= deadline
+
+    chunk = max(1, len(current) // 2)
+    while chunk >= 1 and not out_of_time():
+        removed, index = False, 0
+        while index < len(current) and not out_of_time():
+            candidate = current[:index] + current[index + chunk :]
+            where = _fails(failure, candidate) if candidate else None
+            if where is not None:
+                current, removed = candidate[: where + 1], True
+            else:
+                index += chunk
+        if chunk > 1 or not removed:  # single steps: pass again until none can go
+            chunk //= 2
+    for index in range(len(current)):
+        if out_of_time():
+            break
+        if current[index].fault is None:
+            continue
+        candidate = [*current[:index], current[index].without_fault(), *current[index + 1 :]]
+        if _fails(failure, candidate) is not None:
+            current = candidate
+    failure.shrunk = current
+    failure.exhausted = out_of_time()
