@@ -58,7 +58,11 @@ def format_source_key(key: SourceKey) -> str:
     return "|".join(key)
 
 
-_ACCOUNT = re.compile(r"^\d{12}$")
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+# The OCI digest grammar and a commit id's characters, both bounded: they become DynamoDB keys (AWS's own
+# documented examples carry placeholder digests shorter than 64 hex digits).
+_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{1,128}$")
+_COMMIT = re.compile(r"^[0-9a-zA-Z]{1,128}$")
 
 
 class Change(BaseModel):
@@ -91,6 +95,10 @@ class Change(BaseModel):
             raise ValueError("account and region are set for ECR and CodeCommit changes only")
         if self.account is not None and not _ACCOUNT.match(self.account):
             raise ValueError(f"account {self.account!r} is not 12 digits")
+        if self.digest is not None and not _DIGEST.match(self.digest):
+            raise ValueError("an image digest is algorithm:hex, e.g. sha256: and 64 hex digits")
+        if self.commit is not None and not _COMMIT.match(self.commit):
+            raise ValueError("a commit id is at most 128 letters and digits")
         return self
 
     @property

@@ -232,7 +232,8 @@ class Deployment(BaseModel):
             change_id=change_id,
             version=change.tag if order == "semver" else None,
             order=order,
-            pushed_at=change.pushed_at,
+            # A push time ahead of now (a committer's clock, a forged date) would block every later push.
+            pushed_at=min(change.pushed_at, now) if change.pushed_at else None,
             previous_commit=change.previous_commit,
             created_at=now,
             settled_at=now if decision.dry_run else None,

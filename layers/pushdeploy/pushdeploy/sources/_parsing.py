@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
+from pushdeploy.domain.changes import Change
 from pushdeploy.errors import EventError
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
@@ -63,6 +64,17 @@ def parse_time(value: str | int | float | None) -> datetime | None:
             moment = datetime.fromtimestamp(value, UTC)
         else:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # Converting can leave datetime's range (year 1 at +01:00): that is unreadable too.
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def new_change(**fields: Any) -> Change:
+    """A Change from a parsed payload, or an EventError when its values are not what the source sends
+    (a digest that is not sha256:<64 hex>, a commit id that is not hex...)."""
+    try:
+        return Change(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise EventError(one_line(f"not a valid change: {first['msg']}")) from None

@@ -16,9 +16,17 @@ from typing import Annotated, Any, NamedTuple
 from pydantic import AfterValidator, AliasChoices, Field
 from pydantic_core import PydanticCustomError
 
-from pushdeploy.domain.changes import Change, OperationEvent, OperationOutcome, ParsedEvent, ScanResult
+from pushdeploy.domain.changes import OperationEvent, OperationOutcome, ParsedEvent, ScanResult
 from pushdeploy.errors import EventError
-from pushdeploy.sources._parsing import M, NonEmptyStr, PayloadModel, one_line, parse_time, validate
+from pushdeploy.sources._parsing import (
+    M,
+    NonEmptyStr,
+    PayloadModel,
+    new_change,
+    one_line,
+    parse_time,
+    validate,
+)
 
 
 def _matching(pattern: str, message: str) -> AfterValidator:
@@ -152,7 +160,7 @@ def _ecr_image_change(envelope: _Envelope, detail: _EcrImage, action: str) -> Pa
         return _ignored(envelope, f"ECR {action} of {ref} did not succeed (result {detail.result})")
     if detail.image_digest is None:
         return _ignored(envelope, f"ECR {action} of {ref} has no image digest")
-    change = Change(
+    change = new_change(
         kind="image",
         source="ecr",
         account=envelope.account,
@@ -189,7 +197,7 @@ def _codecommit_state_change(envelope: _Envelope) -> ParsedEvent:
     push = _detail(_CodeCommitPush, envelope)
     if push.reference_type != "branch":
         return _ignored(envelope, f"{push.describe()} is not a branch")
-    change = Change(
+    change = new_change(
         kind="commit",
         source="codecommit",
         account=envelope.account,

@@ -13,7 +13,7 @@ from typing import Any
 
 from pushdeploy.domain.changes import Change, ParsedEvent
 from pushdeploy.errors import EventError
-from pushdeploy.sources._parsing import PayloadModel, parse_time, validate
+from pushdeploy.sources._parsing import PayloadModel, one_line, parse_time, validate
 
 FORWARDED_SOURCE = "pushdeploy.webhook"
 FORWARDED_DETAIL_TYPE = "Change Pushed"
@@ -65,7 +65,9 @@ def parse_forwarded(event: Mapping[str, Any]) -> tuple[ParsedEvent, int]:
             f"a forwarded change is a GitHub or Bitbucket commit, not a {change.source} {change.kind}"
         )
     if change.source != forwarded.provider:
-        raise EventError(f"a {change.source} change was forwarded as received from {forwarded.provider}")
+        raise EventError(
+            one_line(f"a {change.source} change was forwarded as received from {forwarded.provider}")
+        )
     change = change.model_copy(
         update={"pushed_at": parse_time(forwarded.pushed_at), "previous_commit": forwarded.previous_commit}
     )

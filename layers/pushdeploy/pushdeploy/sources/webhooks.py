@@ -17,6 +17,7 @@ from pushdeploy.sources._parsing import (
     NonEmptyStr,
     PayloadModel,
     load_json_object,
+    new_change,
     one_line,
     parse_time,
     validate,
@@ -137,7 +138,7 @@ def _github(event: str, payload: dict[str, Any]) -> _Verdict:
     if branch == push.ref or not branch:
         return f"GitHub push to {push.ref} is not to a branch"
     return (
-        Change(
+        new_change(
             kind="commit",
             source="github",
             repository=push.repository.full_name,
@@ -156,7 +157,7 @@ def _bitbucket(event_key: str, payload: dict[str, Any]) -> _Verdict:
         return f"Bitbucket {event_key} event is not a push"
     push = validate(_BitbucketPush, payload, "Bitbucket push")
     changes = tuple(
-        Change(
+        new_change(
             kind="commit",
             source="bitbucket",
             repository=push.repository.full_name,
