@@ -446,6 +446,7 @@ class LocalCloud:
             return  # nothing was started
         self._stopping.set()
         self._stop_workers()
+        self._report_in_flight()
         if self._timer is not None:
             self._timer.join(timeout=STOP_GRACE_SECONDS)
         if self.simulator is not None:
@@ -457,7 +458,27 @@ class LocalCloud:
             log.close()
         if self._state_written:
             state_path(self.options.state_dir).unlink(missing_ok=True)
-        self._say("stopped")
+        self._say("stopped: the local cloud keeps its state in memory, so its ledger and services are gone")
+
+    def _report_in_flight(self) -> None:
+        """Deployments still queued, starting or in progress are lost with the memory: say which."""
+        if self.stack is None or "LedgerTableName" not in self.stack.outputs:
+            return
+        from pushdeploy.adapters.ledger import Ledger
+
+        try:
+            ledger = Ledger(self._moto_clients().dynamodb, self.stack.outputs["LedgerTableName"])
+            in_flight = ledger.in_flight()
+        except Exception as error:  # stopping must not fail on a report
+            self._say(f"could not list the deployments in flight: {error}")
+            return
+        for deployment in in_flight:
+            name = (
+                deployment.service.split("/")[1] if deployment.service.count("/") == 2 else deployment.service
+            )
+            self._say(
+                f"was in flight when the local cloud stopped: {deployment.id} on {name} ({deployment.status})"
+            )
 
     def _stop_workers(self) -> None:
         running = [w.process for w in self._workers if w.process is not None and w.process.poll() is None]
