@@ -33,9 +33,7 @@ def test_the_rules_and_their_patterns_come_from_the_template(local_cloud: LocalC
     events = local_cloud.client("events")
     sqs = local_cloud.client("sqs")
     buses = [bus["Name"] for bus in events.list_event_buses()["EventBuses"]]
-    rules = {
-        rule["Name"]: rule for bus in buses for rule in events.list_rules(EventBusName=bus)["Rules"]
-    }
+    rules = {rule["Name"]: rule for bus in buses for rule in events.list_rules(EventBusName=bus)["Rules"]}
     expected = 0
     for logical_id, function in FUNCTIONS.items():
         for event in function["Properties"].get("Events", {}).values():

@@ -596,3 +596,20 @@ class SlotLife(RuleBasedStateMachine):
 
 SlotLife.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 test_slot_life = SlotLife.TestCase
+
+
+def test_a_re_push_of_the_running_artifact_takes_its_newer_position_so_a_late_older_push_stays_out() -> None:
+    """release-7 (#28) runs; release-9 re-pushes #28 at t3; release-6 (#30), pushed at t2, arrives late:
+    it is older than the re-push, so it must not replace what runs."""
+    running = Entry("d7", Position("glob", "time", "sha256:28", pushed_at=T0 + timedelta(minutes=1)))
+    slot = admitted(admit(Slot(), running)).slot
+    re_push = Entry("d9", Position("glob", "time", "sha256:28", pushed_at=T0 + timedelta(minutes=3)))
+    refused = admit(slot, re_push)
+    assert isinstance(refused, Refused)
+    assert refused.reason.startswith("not deployed: already being deployed as d7")
+    assert refused.renewed is not None
+    assert refused.renewed.active is not None
+    assert refused.renewed.active.id == "d7"  # still the running deployment, at the re-push's position
+    late = Entry("d6", Position("glob", "time", "sha256:30", pushed_at=T0 + timedelta(minutes=2)))
+    assert isinstance(admit(refused.renewed, late), Refused)
+    assert isinstance(admit(slot, late), Admitted)  # without the renewal the late push would have won

@@ -195,11 +195,13 @@ class Controller:
                 admission = admit(slot, newcomer, confirmed[live_id], held_by=held_by)
             if isinstance(admission, Refused):
                 refusals.append(admission.reason)
-                return None
+                return SlotChange(admission.renewed) if admission.renewed else None
             assert not isinstance(admission, CheckLive)
             return self._admission_change(deployment, admission, slot, decision)
 
         change = self.slots.change(deployment.service, plan)
+        if change is not None and change.created is None and not change.transitions:
+            return None, refusals[-1]  # refused; the slot only took the re-push's newer position
         return change, (refusals[-1] if refusals else None)
 
     def _admission_change(
@@ -267,11 +269,23 @@ class Controller:
         pinned = "@sha256:" in (live.configured or "")
         if configured == live.configured and (pinned or newest is None or newest.id == live.operation_id):
             return True
-        if record_outside and newest is not None and newest.id != live.operation_id:
+        replaced_by = newest if newest is not None and newest.id != live.operation_id else None
+        if record_outside and replaced_by is not None and not self._may_be_ours(service, replaced_by.id):
             self.runner.record_outside(
-                service, newest, f"App Runner runs {configured}, not what deployment {live.id} deployed"
+                service, replaced_by, f"App Runner runs {configured}, not what deployment {live.id} deployed"
             )
         return False
+
+    def _may_be_ours(self, service: str, operation_id: str) -> bool:
+        """Whether the service's active deployment started (or may have started) this operation: then it
+        replaced the live one, and is no change made outside pushdeploy."""
+        slot = self.ledger.slot(service)
+        active = self.ledger.deployment(slot.active.id) if slot.active else None
+        if active is None:
+            return False
+        return active.operation_id == operation_id or (
+            active.status is Status.STARTING and any(a.may_have_started() for a in active.attempt_log)
+        )
 
     # --- following operations ----------------------------------------------------------------------
 

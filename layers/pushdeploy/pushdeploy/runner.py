@@ -120,7 +120,11 @@ class Runner:
         deployment = self.ledger.deployment(deployment_id)
         if deployment is None or deployment.status is not Status.STARTING:
             return
-        verdict = self._verdict(deployment)
+        try:
+            verdict = self._verdict(deployment)
+        except TargetGone as gone:
+            self.slots.settle(deployment, Status.ERROR, detail=f"the service no longer exists: {gone}")
+            return
         if isinstance(verdict, Own):
             self._adopt(deployment, verdict.operation, verdict.evidence)
             return
@@ -200,7 +204,11 @@ class Runner:
         since = max(moment for moment in moments if moment is not None)
         if self.clock() - since < self.settings.start_grace:
             return
-        verdict = self._verdict(deployment)
+        try:
+            verdict = self._verdict(deployment)
+        except TargetGone as gone:
+            self.slots.settle(deployment, Status.ERROR, detail=f"the service no longer exists: {gone}")
+            return
         if isinstance(verdict, Own):
             self._adopt(deployment, verdict.operation, verdict.evidence)
         elif isinstance(verdict, Unconfirmed):

@@ -104,6 +104,9 @@ class Slot:
 @dataclass(frozen=True)
 class Refused:
     reason: str  # "not deployed: ..."
+    # The same artifact pushed again under a newer position (a re-tag, a re-push): the entry that holds
+    # it takes that position, so that a late push older than the re-push is still refused.
+    renewed: Slot | None = None
 
 
 @dataclass(frozen=True)
@@ -148,19 +151,42 @@ def admit(
     """
     refusal = _in_flight_refusal(slot, newcomer)
     if refusal:
-        return Refused(refusal)
+        return Refused(refusal, _renewed(slot, newcomer, ("active", "pending")))
     live = slot.live
     if check_live and live is not None and _blocked_by(newcomer, live):
         if live_confirmed is None:
             return CheckLive(live)
         if live_confirmed:
-            return Refused(_live_refusal(newcomer, live))
+            return Refused(_live_refusal(newcomer, live), _renewed(slot, newcomer, ("live",)))
     base = slot if live_confirmed is not False else replace(slot, live=None)
     if held_by:
         return Held(base.bumped(), held_by)
     if base.active is None and base.pending is None:
         return Admitted(base.bumped(active=newcomer), start_now=True)
     return Admitted(base.bumped(pending=newcomer), start_now=False, superseded=base.pending_id)
+
+
+def _renewed(slot: Slot, newcomer: Entry, places: tuple[str, ...]) -> Slot | None:
+    for place in places:
+        entry: Entry | None = getattr(slot, place)
+        if (
+            entry is not None
+            and newcomer.artifact
+            and entry.artifact == newcomer.artifact
+            and entry.position.rule == newcomer.position.rule
+            and _pushed_later(newcomer.position, entry.position)
+        ):
+            return slot.bumped(**{place: replace(entry, position=newcomer.position)})
+    return None
+
+
+def _pushed_later(new: Position, old: Position) -> bool:
+    """The same artifact, pushed again further along its rule's order (a higher version, a later time)."""
+    if new.kind != old.kind:
+        return False
+    if new.kind == "semver":
+        return compare(new, old) > 0
+    return new.pushed_at is not None and old.pushed_at is not None and new.pushed_at > old.pushed_at
 
 
 def holds(slot: Slot, trigger: str) -> tuple[str, ...]:
