@@ -30,11 +30,11 @@ Action = Literal["start_deployment", "update_service"]
 
 _RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _SERVICE_ARN = re.compile(
-    r"^arn:(?P<partition>aws(?:-[a-z]+)*):apprunner:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+):"
-    r"(?P<account>\d{12}):service/(?P<name>[A-Za-z0-9][A-Za-z0-9_-]{3,39})/(?P<id>[0-9a-f]{32})$"
+    r"^arn:(?P<partition>aws(?:-[a-z]+)*):apprunner:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+):"
+    r"(?P<account>[0-9]{12}):service/(?P<name>[A-Za-z0-9][A-Za-z0-9_-]{3,39})/(?P<id>[0-9a-f]{32})$"
 )
-_ACCOUNT = re.compile(r"^\d{12}$")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]+$")
 _ECR_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _HOSTED_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _CODECOMMIT_REPOSITORY = re.compile(r"^[\w.-]{1,100}$")

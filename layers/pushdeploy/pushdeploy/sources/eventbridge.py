@@ -44,8 +44,8 @@ class _Envelope(PayloadModel):
     id: NonEmptyStr
     source: NonEmptyStr
     detail_type: NonEmptyStr = Field(alias="detail-type")
-    account: Annotated[str, _matching(r"\d{12}", "an account id is 12 digits")]
-    region: Annotated[str, _matching(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", "not an AWS Region name")]
+    account: Annotated[str, _matching(r"[0-9]{12}", "an account id is 12 digits")]
+    region: Annotated[str, _matching(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", "not an AWS Region name")]
     resources: list[NonEmptyStr] = Field(default_factory=list)
     detail: dict[str, Any]
     time: str | None = None  # when the push happened: what orders pushes that arrive out of order
