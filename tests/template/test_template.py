@@ -475,11 +475,14 @@ def test_ledger_table_layout(resources: dict[str, Any]) -> None:
         "InFlight": {"HASH": "inflight", "RANGE": "created_key"},
         "ByArtifact": {"HASH": "artifact", "RANGE": "created_key"},
         "ByStatus": {"HASH": "status", "RANGE": "created_key"},
+        # `changes list` and `changes show DIGEST|COMMIT`: change records, newest first.
+        "Changes": {"HASH": "listing", "RANGE": "listed_key"},
+        "ChangesByArtifact": {"HASH": "change_artifact", "RANGE": "listed_key"},
     }
     assert all(i["Projection"]["ProjectionType"] == "ALL" for i in indexes.values())
-    assert _attribute_types(props) == {
-        name: "S" for name in ("pk", "sk", "service", "inflight", "artifact", "created_key", "status")
-    }
+    keys = ("pk", "sk", "service", "inflight", "artifact", "created_key", "status")
+    change_keys = ("listing", "listed_key", "change_artifact")
+    assert _attribute_types(props) == {name: "S" for name in (*keys, *change_keys)}
 
 
 def test_rules_table_layout(resources: dict[str, Any]) -> None:
