@@ -10,9 +10,10 @@ from typing import Any
 import boto3
 import pytest
 
-from pushdeploy.cli import context, engine, operator_cmd
+from pushdeploy.cli import operator_cmd
 from pushdeploy.cli.main import main
-from tests.integration.harness import ACCOUNT, REGION, REGISTRY, TABLES, Cloud
+from tests.integration.cli_stack import as_stack
+from tests.integration.harness import ACCOUNT, REGION, REGISTRY, Cloud
 
 DIGESTS = [f"sha256:{n:064x}" for n in range(1, 30)]
 MANIFEST = json.dumps(
@@ -22,17 +23,7 @@ MANIFEST = json.dumps(
 
 @pytest.fixture
 def stack(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> Cloud:
-    outputs = {"LedgerTableName": TABLES["LedgerTable"], "RulesTableName": TABLES["RulesTable"]}
-    target = context.Target(outputs=outputs, region=REGION, description="stack test")
-    original = context.Target.client_in
-
-    def client_in(self: context.Target, service: str, region: str | None) -> Any:
-        return cloud.apprunner if service == "apprunner" else original(self, service, region)
-
-    monkeypatch.setattr(context, "load_stack", lambda stack, region: target)
-    monkeypatch.setattr(context.Target, "client_in", client_in)
-    monkeypatch.setattr(engine, "utc_now", cloud.now)
-    return cloud
+    return as_stack(cloud, monkeypatch)
 
 
 @pytest.fixture

@@ -120,10 +120,8 @@ class Runner:
         deployment = self.ledger.deployment(deployment_id)
         if deployment is None or deployment.status is not Status.STARTING:
             return
-        try:
-            verdict = self._verdict(deployment)
-        except TargetGone as gone:
-            self.slots.settle(deployment, Status.ERROR, detail=f"the service no longer exists: {gone}")
+        verdict = self._verdict_unless_gone(deployment)
+        if verdict is None:
             return
         if isinstance(verdict, Own):
             self._adopt(deployment, verdict.operation, verdict.evidence)
@@ -204,10 +202,8 @@ class Runner:
         since = max(moment for moment in moments if moment is not None)
         if self.clock() - since < self.settings.start_grace:
             return
-        try:
-            verdict = self._verdict(deployment)
-        except TargetGone as gone:
-            self.slots.settle(deployment, Status.ERROR, detail=f"the service no longer exists: {gone}")
+        verdict = self._verdict_unless_gone(deployment)
+        if verdict is None:
             return
         if isinstance(verdict, Own):
             self._adopt(deployment, verdict.operation, verdict.evidence)
@@ -217,6 +213,14 @@ class Runner:
             if isinstance(verdict, NotOwn):
                 self.record_outside(deployment.service, verdict.operation, verdict.evidence)
             self.start(deployment)
+
+    def _verdict_unless_gone(self, deployment: Deployment) -> NotStarted | Unconfirmed | Own | NotOwn | None:
+        """The evidence about the deployment's operation; None once a vanished service settled it."""
+        try:
+            return self._verdict(deployment)
+        except TargetGone as gone:
+            self.slots.settle(deployment, Status.ERROR, detail=f"the service no longer exists: {gone}")
+            return None
 
     def _verdict(self, deployment: Deployment) -> NotStarted | Unconfirmed | Own | NotOwn:
         if not any(attempt.may_have_started() for attempt in deployment.attempt_log):
