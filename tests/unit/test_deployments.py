@@ -613,3 +613,21 @@ def test_a_re_push_of_the_running_artifact_takes_its_newer_position_so_a_late_ol
     late = Entry("d6", Position("glob", "time", "sha256:30", pushed_at=T0 + timedelta(minutes=2)))
     assert isinstance(admit(refused.renewed, late), Refused)
     assert isinstance(admit(slot, late), Admitted)  # without the renewal the late push would have won
+
+
+def test_a_waiting_push_older_than_the_re_pushed_live_artifact_is_not_started() -> None:
+    """release-7 (#28, t1) runs, release-7 rebuilt (#36, t2) waits, release-9 re-pushes #28 (t3): when #28
+    succeeds at t3's position, #36 is older than what is live and must not replace it."""
+    from pushdeploy.domain.slot import drop_outdated
+
+    running = Entry("d1", Position("glob", "time", "sha256:28", pushed_at=T0 + timedelta(minutes=3)))
+    waiting = Entry("d2", Position("glob", "time", "sha256:36", pushed_at=T0 + timedelta(minutes=2)))
+    slot = Slot(active=running, pending=waiting, version=3)
+    freed, next_id = release(slot, "d1", running)
+    assert next_id == "d2"
+    kept, dropped = drop_outdated(freed)
+    assert dropped == waiting
+    assert kept.active is None
+    assert kept.live == running
+    newer = Entry("d3", Position("glob", "time", "sha256:37", pushed_at=T0 + timedelta(minutes=4)))
+    assert drop_outdated(Slot(active=newer, live=running, version=1))[1] is None

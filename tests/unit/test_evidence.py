@@ -177,7 +177,7 @@ def test_an_operation_without_a_start_time_is_in_no_window() -> None:
     assert judge(deployed, [operation(None, "START_DEPLOYMENT")]) == NotStarted()
 
 
-def test_the_earliest_operation_in_a_window_is_chosen() -> None:
+def test_the_newest_operation_in_a_window_is_judged_first() -> None:
     deployed = deployment("start_deployment", [attempt(T0, T0 + 10 * SECOND, "unknown")])
     operations = [  # newest first, as ListOperations lists them
         operation(T0 + 8 * SECOND, "START_DEPLOYMENT", operation_id="second"),
@@ -185,7 +185,23 @@ def test_the_earliest_operation_in_a_window_is_chosen() -> None:
     ]
     verdict = judge(deployed, operations)
     assert isinstance(verdict, Own)
-    assert verdict.operation.id == "first"
+    assert verdict.operation.id == "second"
+
+
+def test_someone_elses_update_in_an_early_window_does_not_hide_our_later_one() -> None:
+    """Our first call died before it reached App Runner; an operator's hotfix started in its window; a
+    later call of ours started our own UpdateService, and died before recording it. Ours is adopted,
+    not started a third time."""
+    later = T0 + 150 * SECOND
+    attempts = [attempt(T0, None, None), attempt(later, None, None)]
+    deployed = deployment("update_service", attempts)
+    operations = [
+        operation(later + SECOND, "UPDATE_SERVICE", status="SUCCEEDED", operation_id="ours"),
+        operation(T0 + SECOND, "UPDATE_SERVICE", status="SUCCEEDED", operation_id="hotfix"),
+    ]
+    verdict = judge(deployed, operations, Configured(IMAGE))
+    assert isinstance(verdict, Own)
+    assert verdict.operation.id == "ours"
 
 
 # ----- StartDeployment -----
@@ -337,7 +353,13 @@ def test_a_verdict_names_an_operation_of_its_type_inside_a_window_or_none(
         return
     chosen = verdict.operation
     assert chosen in inside
-    assert chosen.started_at == min(op.started_at for op in inside if op.started_at)
+    starts = [op.started_at for op in inside if op.started_at]
+    if isinstance(verdict, NotOwn):
+        assert chosen.started_at == min(starts)  # every one was refuted: the earliest is named
+    else:  # judged newest first: only refuted (succeeded, other image) UpdateServices come after it
+        assert chosen.started_at is not None
+        newer = [op for op in inside if op.started_at and op.started_at > chosen.started_at]
+        assert all(op.type == "UPDATE_SERVICE" and op.status == "SUCCEEDED" for op in newer)
     if kind == "START_DEPLOYMENT" or (not chosen.running and chosen.status != "SUCCEEDED"):
         assert isinstance(verdict, Own)
     elif chosen.running:

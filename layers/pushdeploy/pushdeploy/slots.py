@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pushdeploy.adapters.ledger import Ledger, Put, SlotConflict, Transition
 from pushdeploy.domain.deployments import Deployment, Status, check_transition
-from pushdeploy.domain.slot import Entry, Slot, promote, release, requeue
+from pushdeploy.domain.slot import Entry, Slot, drop_outdated, promote, release, requeue
 from pushdeploy.errors import PushdeployError
 
 _MAX_SLOT_ATTEMPTS = 25
@@ -115,9 +115,15 @@ class SlotKeeper:
             if status is Status.SUCCEEDED:
                 configured = fields.get("configured") or deployment.configured or deployment.image
                 operation_id = fields.get("operation_id") or deployment.operation_id
-                live = Entry(deployment.id, deployment.position, configured, operation_id, since=now)
+                # The slot's position: a re-push of the artifact may have moved it along the order.
+                position = slot.active.position if slot.active else deployment.position
+                live = Entry(deployment.id, position, configured, operation_id, since=now)
             new_slot, next_id = release(slot, deployment.id, live)
             transitions = [transition(deployment.id, deployment.status, status, settled_at=now, **fields)]
+            new_slot, outdated = drop_outdated(new_slot)
+            if outdated is not None:
+                transitions.append(self._outdated(outdated.id, new_slot, now))
+                next_id = None
             if next_id:
                 transitions.append(transition(next_id, Status.QUEUED, Status.STARTING, claimed_at=now))
             puts = []
@@ -157,10 +163,21 @@ class SlotKeeper:
             new_slot, next_id = promote(slot)
             if next_id is None:
                 return None
+            new_slot, outdated = drop_outdated(new_slot)
+            if outdated is not None:
+                return SlotChange(new_slot, [self._outdated(outdated.id, new_slot, self.clock())])
             moved = transition(next_id, Status.QUEUED, Status.STARTING, claimed_at=self.clock())
             return SlotChange(new_slot, [moved], start=next_id)
 
         self.change(service, plan)
+
+    @staticmethod
+    def _outdated(deployment_id: str, slot: Slot, now: datetime) -> Transition:
+        live = slot.live.id if slot.live else "?"
+        detail = f"not started: the live deployment {live} was pushed again later, so this one is older"
+        return transition(
+            deployment_id, Status.QUEUED, Status.SUPERSEDED, settled_at=now, superseded_by=live, detail=detail
+        )
 
     def notify_by_id(self, deployment_id: str, what: str) -> None:
         deployment = self.ledger.deployment(deployment_id)

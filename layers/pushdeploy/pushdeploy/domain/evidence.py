@@ -102,25 +102,40 @@ def own_operation(
     ]
     if not candidates:
         return NotStarted()
-    operation = min(candidates, key=lambda op: op.started_at or datetime.min)
-    timing = f"operation {operation.id} started inside the window of one of its App Runner calls"
-    if kind == "START_DEPLOYMENT":
-        return Own(operation, timing)
-    if operation.running:
-        return Unconfirmed(operation)
-    if operation.status != "SUCCEEDED":
-        # A rolled-back UpdateService leaves the old image configured: there is nothing more to check,
-        # and only one deploy-type operation can start in a window in which the call itself acted.
-        return Own(operation, f"{timing}; it ended {operation.status}, so the image cannot be checked")
-    # Only a later UpdateService can have changed the image since (StartDeployment redeploys it).
-    later_update = any(
-        op.type == "UPDATE_SERVICE" and op.status == "SUCCEEDED" and _after(op, operation)
-        for op in operations
-    )
-    now_configured = configured()
-    if not later_update and now_configured == deployment.image:
-        return Own(operation, f"{timing} and App Runner is configured with its image")
-    return NotOwn(operation, f"it left App Runner configured with {now_configured}, not {deployment.image}")
+    # The newest first: an earlier window may hold someone else's operation that a later call of this
+    # deployment's then followed (its own operation, which must not be started a third time).
+    candidates.sort(key=lambda op: op.started_at or datetime.min, reverse=True)
+    refuted: list[NotOwn] = []
+    seen: list[str] = []
+
+    def configured_now() -> str:
+        if not seen:
+            seen.append(configured())
+        return seen[0]
+
+    for operation in candidates:
+        timing = f"operation {operation.id} started inside the window of one of its App Runner calls"
+        if kind == "START_DEPLOYMENT":
+            return Own(operation, timing)
+        if operation.running:
+            return Unconfirmed(operation)
+        if operation.status != "SUCCEEDED":
+            # A rolled-back UpdateService leaves the old image configured: there is nothing more to
+            # check, and only one deploy-type operation can start in a window in which the call acted.
+            return Own(operation, f"{timing}; it ended {operation.status}, so the image cannot be checked")
+        # Only a later UpdateService can have changed the image since (StartDeployment redeploys it).
+        later_update = any(
+            op.type == "UPDATE_SERVICE" and op.status == "SUCCEEDED" and _after(op, operation)
+            for op in operations
+        )
+        if not later_update and configured_now() == deployment.image:
+            return Own(operation, f"{timing} and App Runner is configured with its image")
+        refuted.append(
+            NotOwn(
+                operation, f"it left App Runner configured with {configured_now()}, not {deployment.image}"
+            )
+        )
+    return refuted[-1]  # the earliest: the one that took the service from this deployment
 
 
 def _after(op: Operation, other: Operation) -> bool:

@@ -277,6 +277,22 @@ def requeue(slot: Slot, deployment_id: str) -> tuple[Slot, str | None]:
     return slot.bumped(active=None, pending=slot.active), None
 
 
+def drop_outdated(slot: Slot) -> tuple[Slot, Entry | None]:
+    """The entry about to start is not newer than what is live for its rule (the live artifact was
+    pushed again, further along the order, while it waited): it must not replace it. Returns the slot
+    without it, and the entry dropped."""
+    entry, live = slot.active, slot.live
+    if (
+        entry is not None
+        and live is not None
+        and entry.position.rule == live.position.rule
+        and entry.artifact != live.artifact
+        and compare(entry.position, live.position) <= 0
+    ):
+        return replace(slot, active=None), entry
+    return slot, None
+
+
 def forget_live(slot: Slot) -> Slot:
     """App Runner runs something else than the live entry (a change made outside pushdeploy)."""
     return slot.bumped(live=None) if slot.live is not None else slot
