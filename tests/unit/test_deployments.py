@@ -480,6 +480,12 @@ class SlotLife(RuleBasedStateMachine):
         admission = admit(before, newcomer, answer)
         in_flight = next((e for e in (before.active, before.pending) if blocks(newcomer, e)), None)
         live_blocks = blocks(newcomer, before.live)
+        if before.live is not None and newcomer.artifact == before.live.artifact:
+            # The live artifact pushed again while another one is in flight or queued: a newer push.
+            replaced = any(
+                e is not None and e.artifact != before.live.artifact for e in (before.active, before.pending)
+            )
+            live_blocks = live_blocks and not replaced
         if in_flight is not None:
             assert isinstance(admission, Refused), admission
             assert admission.reason.startswith("not deployed: ")
@@ -502,7 +508,10 @@ class SlotLife(RuleBasedStateMachine):
         after = admission.slot
         # Never older or equal than the same rule's active, pending, or live entry (unless App Runner
         # said it no longer runs that one).
-        for other in (before.active, before.pending, before.live if answer is not False else None):
+        live = before.live if answer is not False else None
+        if live is not None and newcomer.artifact == live.artifact:
+            live = None  # the live artifact pushed again while another replaces it: a newer push
+        for other in (before.active, before.pending, live):
             if other is not None and other.position.rule == newcomer.position.rule:
                 assert newcomer.artifact != other.artifact
                 assert compare(newcomer.position, other.position) > 0

@@ -177,7 +177,7 @@ def test_an_operation_without_a_start_time_is_in_no_window() -> None:
     assert judge(deployed, [operation(None, "START_DEPLOYMENT")]) == NotStarted()
 
 
-def test_the_newest_operation_in_a_window_is_judged_first() -> None:
+def test_for_a_start_deployment_the_earliest_operation_in_a_window_is_taken() -> None:
     deployed = deployment("start_deployment", [attempt(T0, T0 + 10 * SECOND, "unknown")])
     operations = [  # newest first, as ListOperations lists them
         operation(T0 + 8 * SECOND, "START_DEPLOYMENT", operation_id="second"),
@@ -185,7 +185,7 @@ def test_the_newest_operation_in_a_window_is_judged_first() -> None:
     ]
     verdict = judge(deployed, operations)
     assert isinstance(verdict, Own)
-    assert verdict.operation.id == "second"
+    assert verdict.operation.id == "first"  # no configuration to check: the one closest to the call
 
 
 def test_someone_elses_update_in_an_early_window_does_not_hide_our_later_one() -> None:
@@ -356,6 +356,8 @@ def test_a_verdict_names_an_operation_of_its_type_inside_a_window_or_none(
     starts = [op.started_at for op in inside if op.started_at]
     if isinstance(verdict, NotOwn):
         assert chosen.started_at == min(starts)  # every one was refuted: the earliest is named
+    elif kind == "START_DEPLOYMENT":
+        assert chosen.started_at == min(starts)
     else:  # judged newest first: only refuted (succeeded, other image) UpdateServices come after it
         assert chosen.started_at is not None
         newer = [op for op in inside if op.started_at and op.started_at > chosen.started_at]

@@ -104,7 +104,8 @@ def own_operation(
         return NotStarted()
     # The newest first: an earlier window may hold someone else's operation that a later call of this
     # deployment's then followed (its own operation, which must not be started a third time).
-    candidates.sort(key=lambda op: op.started_at or datetime.min, reverse=True)
+    # (StartDeployment leaves no configuration to check: the earliest, closest to the call, is taken.)
+    candidates.sort(key=lambda op: op.started_at or datetime.min, reverse=kind != "START_DEPLOYMENT")
     refuted: list[NotOwn] = []
     seen: list[str] = []
 

@@ -153,7 +153,19 @@ def admit(
     if refusal:
         return Refused(refusal, _renewed(slot, newcomer, ("active", "pending")))
     live = slot.live
-    if check_live and live is not None and _blocked_by(newcomer, live):
+    # While another artifact is in flight or queued, the live one is about to be replaced: pushing it
+    # again is a newer push like any other, not "already live".
+    replaced = (
+        any(e is not None and e.artifact != live.artifact for e in (slot.active, slot.pending))
+        if live
+        else False
+    )
+    if (
+        check_live
+        and live is not None
+        and _blocked_by(newcomer, live)
+        and not (replaced and newcomer.artifact == live.artifact)
+    ):
         if live_confirmed is None:
             return CheckLive(live)
         if live_confirmed:
