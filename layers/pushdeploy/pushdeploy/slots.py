@@ -174,7 +174,7 @@ class SlotKeeper:
     @staticmethod
     def _outdated(deployment_id: str, slot: Slot, now: datetime) -> Transition:
         live = slot.live.id if slot.live else "?"
-        detail = f"not started: the live deployment {live} was pushed again later, so this one is older"
+        detail = f"not started: what is live (deployment {live}) is as new or newer for its rule"
         return transition(
             deployment_id, Status.QUEUED, Status.SUPERSEDED, settled_at=now, superseded_by=live, detail=detail
         )

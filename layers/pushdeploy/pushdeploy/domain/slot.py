@@ -294,13 +294,15 @@ def drop_outdated(slot: Slot) -> tuple[Slot, Entry | None]:
     pushed again, further along the order, while it waited): it must not replace it. Returns the slot
     without it, and the entry dropped."""
     entry, live = slot.active, slot.live
-    if (
-        entry is not None
-        and live is not None
-        and entry.position.rule == live.position.rule
-        and entry.artifact != live.artifact
-        and compare(entry.position, live.position) <= 0
-    ):
+    if entry is None or live is None or entry.position.rule != live.position.rule:
+        return slot, None
+    if entry.artifact and entry.artifact == live.artifact:
+        # The live artifact, pushed again while another was in flight that did not stick: still live.
+        renewed = (
+            replace(live, position=entry.position) if _pushed_later(entry.position, live.position) else live
+        )
+        return replace(slot, active=None, live=renewed), entry
+    if compare(entry.position, live.position) <= 0:
         return replace(slot, active=None), entry
     return slot, None
 
