@@ -27,14 +27,13 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
 from pushdeploy import runtime
 from pushdeploy.domain.deployments import Deployment
 from pushdeploy.local import apprunner_sim, apprunner_sim_events
-from tests.integration.harness import REGION, TABLES, Cloud, build_cloud, load_function
+from tests.integration.harness import REGION, TABLES, Cloud, build_cloud, load_function, silence_notifications
 from tests.simulation import fast_moto
 
 BASE = datetime(2026, 11, 26, 8, 0, 0, tzinfo=UTC)
@@ -135,7 +134,7 @@ class FuzzWorld:
         fast_moto.install(patch)
         self.cloud = build_cloud(patch)
         self._freeze_clocks()
-        self._silence_notifications()
+        silence_notifications()
         self.services = self._create_services()
         # The clock goes on where the last episode's cloud left it.
         self.cloud.advance(max(0.0, self.start_seconds - self.cloud.clock_offset[0]))
@@ -164,15 +163,6 @@ class FuzzWorld:
         sim._epoch0 = BASE.timestamp()
         self._patch.setattr(runtime, "utc_now", self.now)  # every handler's clock, the webhook's too
         self._patch.setattr(self.cloud, "now", self.now)
-
-    def _silence_notifications(self) -> None:
-        """pushdeploy's own events on the default bus were routed to a queue that nothing here reads."""
-        events = boto3.client("events", region_name=REGION)
-        for rule in events.list_rules()["Rules"]:
-            targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
-            if targets:
-                events.remove_targets(Rule=rule["Name"], Ids=[target["Id"] for target in targets])
-            events.delete_rule(Name=rule["Name"])
 
     def _create_services(self) -> Services:
         cloud = self.cloud

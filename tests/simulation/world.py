@@ -38,7 +38,16 @@ from pushdeploy import runtime
 from pushdeploy.local import apprunner_sim, apprunner_sim_events
 from pushdeploy.local.template import load_template
 from tests.integration import harness
-from tests.integration.harness import ACCOUNT, REGION, REGISTRY, TABLES, Cloud, build_cloud, load_function
+from tests.integration.harness import (
+    ACCOUNT,
+    REGION,
+    REGISTRY,
+    TABLES,
+    Cloud,
+    build_cloud,
+    load_function,
+    silence_notifications,
+)
 from tests.simulation import fast_moto
 from tests.simulation.schedule import commit_of, digest_of, event_id_of
 
@@ -192,7 +201,7 @@ class World:
         self.cloud = build_cloud(patch)
         patch.setenv("RULES_CACHE_SECONDS", "86400")
         self._freeze_clocks()
-        self._silence_notifications()
+        silence_notifications()
         self.cloud.functions = dict(_functions())
         self._create_services()
 
@@ -208,15 +217,6 @@ class World:
         sim._epoch0 = BASE.timestamp()
         self._patch.setattr(runtime, "utc_now", self.now)
         self._patch.setattr(cloud, "now", self.now)
-
-    def _silence_notifications(self) -> None:
-        """pushdeploy's own events were routed to queues for tests that read them; nothing here does."""
-        events = boto3.client("events", region_name=REGION)
-        for rule in events.list_rules()["Rules"]:
-            targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
-            if targets:
-                events.remove_targets(Rule=rule["Name"], Ids=[target["Id"] for target in targets])
-            events.delete_rule(Name=rule["Name"])
 
     def _create_services(self) -> None:
         cloud = self.cloud
