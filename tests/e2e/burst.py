@@ -25,9 +25,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from pushdeploy.cli.context import Target
-from pushdeploy.cli.push_cmd import push_image
 from pushdeploy.domain.deployments import Deployment, Status
+from pushdeploy.installation import Target
+from pushdeploy.local.sending import push_image
 from tests.e2e.cloud import REGISTRY, LocalCloud
 
 SERVICES = 20

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import boto3
 
 from pushdeploy.adapters.ledger import Ledger
-from pushdeploy.cli.context import Target, load_local
 from pushdeploy.cli.main import main
+from pushdeploy.installation import Target, load_local
 from tests.conftest import ROOT
 
 READY_TIMEOUT_SECONDS = 90.0
@@ -69,13 +69,17 @@ class LocalCloud:
 
     def cli(self, *args: str, expect: int = 0) -> str:
         """`pushdeploy --local --state-dir DIR ARGS...`; its stdout, after checking its exit status."""
+        return self.cli_streams(*args, expect=expect)[0]
+
+    def cli_streams(self, *args: str, expect: int = 0) -> tuple[str, str]:
+        """As `cli`: its stdout and its stderr."""
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             status = main(["--local", "--state-dir", str(self.state_dir), *args])
         assert status == expect, (
             f"pushdeploy {' '.join(args)}: exit {status}\n{out.getvalue()}{err.getvalue()}"
         )
-        return out.getvalue()
+        return out.getvalue(), err.getvalue()
 
     def client(self, service: str) -> Any:
         return boto3.client(

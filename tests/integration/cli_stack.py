@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from pushdeploy.cli import context, engine
+from pushdeploy import installation
+from pushdeploy.cli import context
 from pushdeploy.cli.main import main
 from tests.integration.harness import REGION, TABLES, Cloud
 
@@ -16,15 +17,15 @@ from tests.integration.harness import REGION, TABLES, Cloud
 def as_stack(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> Cloud:
     """Make `pushdeploy ... --stack` (the default) act on `cloud`."""
     outputs = {"LedgerTableName": TABLES["LedgerTable"], "RulesTableName": TABLES["RulesTable"]}
-    target = context.Target(outputs=outputs, region=REGION, description="stack test")
-    original = context.Target.client_in
+    target = installation.Target(outputs=outputs, region=REGION, description="stack test")
+    original = installation.Target.client_in
 
-    def client_in(self: context.Target, service: str, region: str | None) -> Any:
+    def client_in(self: installation.Target, service: str, region: str | None) -> Any:
         return cloud.apprunner if service == "apprunner" else original(self, service, region)
 
     monkeypatch.setattr(context, "load_stack", lambda stack, region: target)
-    monkeypatch.setattr(context.Target, "client_in", client_in)
-    monkeypatch.setattr(engine, "utc_now", cloud.now)
+    monkeypatch.setattr(installation.Target, "client_in", client_in)
+    monkeypatch.setattr(installation, "now", cloud.now)
     return cloud
 
 

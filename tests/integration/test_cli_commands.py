@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pushdeploy.cli import context, push_cmd
-from pushdeploy.local import pushes
+from pushdeploy import installation
+from pushdeploy.cli import context
+from pushdeploy.local import pushes, sending
 from tests.integration.cli_stack import as_stack, run, run_json
 from tests.integration.harness import ACCOUNT, REGION, TABLES, WEBHOOK_SECRETS, Cloud
 
@@ -55,7 +56,7 @@ def local(stack: Cloud, monkeypatch: pytest.MonkeyPatch) -> Cloud:
         "GitHubWebhookSecretArn": stack.webhook_secret_arns["github"],
         "BitbucketWebhookSecretArn": stack.webhook_secret_arns["bitbucket"],
     }
-    target = context.Target(
+    target = installation.Target(
         outputs=outputs, region=REGION, local=True, description="the test cloud", extra={"account": ACCOUNT}
     )
     monkeypatch.setattr(context, "load_local", lambda state_dir: target)
@@ -64,7 +65,7 @@ def local(stack: Cloud, monkeypatch: pytest.MonkeyPatch) -> Cloud:
         answer = stack.webhook(urlsplit(url).path, delivery.body, delivery.headers)
         return int(answer["statusCode"]), str(answer["body"])
 
-    monkeypatch.setattr(push_cmd, "_post", post)
+    monkeypatch.setattr(sending, "post", post)
     return stack
 
 

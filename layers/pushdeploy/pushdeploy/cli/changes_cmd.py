@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pushdeploy.adapters.ledger import Ledger
-from pushdeploy.cli.context import TargetError, add_target_options, resolve
+from pushdeploy.cli.context import add_target_options, resolve
 from pushdeploy.cli.engine import duration, public
+from pushdeploy.installation import TargetError
 
 _CHANGE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

@@ -13,10 +13,12 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from pushdeploy import installation
 from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.cli import engine
-from pushdeploy.cli.context import InputError, Target, TargetError, add_target_options, resolve
+from pushdeploy.cli.context import InputError, add_target_options, resolve
 from pushdeploy.domain.deployments import Deployment, Status, iso
+from pushdeploy.installation import Target, TargetError
 
 
 def register(commands: Any) -> None:
@@ -108,7 +110,7 @@ def select(
 def run_list(args: argparse.Namespace) -> int:
     target = resolve(args)
     book = _ledger(target)
-    since = engine.now() - engine.duration(args.since) if args.since else None
+    since = installation.now() - engine.duration(args.since) if args.since else None
     service = _service(target, args.service) if args.service else None
     deployments = select(book, service, args.status, args.limit, since)
     if service is not None and not deployments and service not in engine.known_services(target):

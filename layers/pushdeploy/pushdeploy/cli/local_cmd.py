@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pushdeploy.cli.context import TargetError, load_local
+from pushdeploy.installation import TargetError, load_local
 from pushdeploy.local.state import WEBHOOK_VARIABLE, running_pid, sdk_environment
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

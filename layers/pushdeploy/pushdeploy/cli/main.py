@@ -32,8 +32,9 @@ from pushdeploy.cli import (
     simulate_cmd,
     webhook_cmd,
 )
-from pushdeploy.cli.context import DEFAULT_STATE_DIR, add_global_options
+from pushdeploy.cli.context import add_global_options
 from pushdeploy.errors import PushdeployError, RulesError
+from pushdeploy.installation import DEFAULT_STATE_DIR
 
 Command = Callable[[argparse.Namespace], int]
 

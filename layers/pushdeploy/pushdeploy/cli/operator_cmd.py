@@ -12,9 +12,10 @@ import sys
 import time
 from typing import Any
 
-from pushdeploy.cli.context import Target, TargetError, add_target_options, resolve
-from pushdeploy.cli.engine import caller, known_services, operator, service_arn
+from pushdeploy.cli.context import add_target_options, resolve
+from pushdeploy.cli.engine import known_services, service_arn
 from pushdeploy.domain.deployments import TERMINAL, Deployment, Status, iso
+from pushdeploy.installation import Target, TargetError, caller, operator
 from pushdeploy.operators import ImageRef, Operator, Refusal, parse_image_identifier
 
 _POLL_SECONDS = 2.0

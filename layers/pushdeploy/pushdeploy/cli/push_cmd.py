@@ -14,21 +14,17 @@ the webhook's answer), and `--json` prints one JSON object. A malformed REPO[:TA
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
 from pushdeploy.adapters.rules_store import RulesStore
-from pushdeploy.cli.context import InputError, Target, TargetError, add_target_options, resolve
+from pushdeploy.cli.context import InputError, add_target_options, resolve
 from pushdeploy.domain.changes import source_key
 from pushdeploy.domain.rules import compile_rule
+from pushdeploy.installation import Target, TargetError
 from pushdeploy.local import pushes
-
-_SECRET_OUTPUTS = {"github": "GitHubWebhookSecretArn", "bitbucket": "BitbucketWebhookSecretArn"}
-_WEBHOOK_TIMEOUT_SECONDS = 15
+from pushdeploy.local.sending import push_codecommit, push_image, push_webhook
 
 
 def register(commands: Any) -> None:
@@ -100,26 +96,6 @@ def _unwatched_note(args: argparse.Namespace, what: str, watchers: list[str]) ->
         )
 
 
-def push_image(target: Target, repository: str, tag: str | None) -> str:
-    """ECR PutImage of a new manifest, then the `ECR Image Action` event AWS would emit. The digest."""
-    ecr = target.client("ecr")
-    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
-    manifest = pushes.image_manifest(repository, tag)
-    put: dict[str, Any] = {
-        "repositoryName": repository,
-        "imageManifest": manifest.text,
-        "imageManifestMediaType": pushes.MANIFEST_MEDIA_TYPE,
-        "imageDigest": manifest.digest,  # ECR checks it against the manifest; moto takes it as given
-    }
-    if tag is not None:
-        put["imageTag"] = tag
-    image = ecr.put_image(**put)["image"]
-    digest = str(image["imageId"]["imageDigest"])
-    _put_event(target, pushes.ecr_push_entry(repository, tag, digest))
-    return digest
-
-
 def run_push_image(args: argparse.Namespace) -> int:
     _local_only(args, "push-image", "docker push does it and ECR emits the event itself")
     repository, tag = split_image(args.image)
@@ -144,13 +120,8 @@ def run_push_commit(args: argparse.Namespace) -> int:
 
 
 def _push_codecommit(args: argparse.Namespace, target: Target, commit: str) -> int:
+    event_id = push_codecommit(target, args.repository, args.branch, commit)
     account = target.extra.get("account")
-    if not account or target.region is None:
-        raise TargetError(f"{target.description} does not say its account and Region")
-    entry = pushes.codecommit_push_entry(
-        args.repository, args.branch, commit, account=account, region=target.region
-    )
-    event_id = _put_event(target, entry)
     watchers = watching_rules(target, "codecommit", args.repository, account, target.region)
     shown = {
         "provider": "codecommit",
@@ -163,18 +134,6 @@ def _push_codecommit(args: argparse.Namespace, target: Target, commit: str) -> i
     _report(args, shown, commit)
     _unwatched_note(args, f"CodeCommit repository {args.repository} ({account}, {target.region})", watchers)
     return 0
-
-
-def push_webhook(
-    target: Target, provider: str, repository: str, branch: str, commit: str | None = None
-) -> tuple[int, str]:
-    """A realistic push delivery, signed with the stack's secret, POSTed to its webhook: the answer."""
-    secret = _webhook_secret(target, provider)
-    build = pushes.github_push if provider == "github" else pushes.bitbucket_push
-    delivery = build(repository, branch, commit or pushes.random_commit(), secret)
-    # WebhookUrl ends with '/', like a Function URL: the provider's path goes right after it.
-    url = target.output("WebhookUrl").rstrip("/") + f"/{provider}"
-    return _post(url, delivery)
 
 
 def _push_webhook(args: argparse.Namespace, target: Target, commit: str) -> int:
@@ -199,34 +158,6 @@ def _json_or_text(answer: str) -> Any:
         return json.loads(answer)
     except ValueError:
         return answer
-
-
-def _webhook_secret(target: Target, provider: str) -> str:
-    secrets = target.client("secretsmanager")
-    arn = target.output(_SECRET_OUTPUTS[provider])
-    try:
-        return str(secrets.get_secret_value(SecretId=arn)["SecretString"])
-    except secrets.exceptions.ResourceNotFoundException:
-        raise TargetError(f"no webhook secret {arn}") from None
-
-
-def _post(url: str, delivery: pushes.Delivery) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=delivery.body, headers=delivery.headers, method="POST")  # noqa: S310 - http(s) from outputs
-    try:
-        with urllib.request.urlopen(request, timeout=_WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return int(response.status), response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as refused:
-        return int(refused.code), refused.read().decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError) as error:
-        raise TargetError(f"cannot reach the webhook at {url}: {error}") from None
-
-
-def _put_event(target: Target, entry: dict[str, Any]) -> str:
-    answer = target.client("events").put_events(Entries=[entry])
-    result = answer["Entries"][0]
-    if answer.get("FailedEntryCount") or "EventId" not in result:
-        raise TargetError(f"EventBridge refused the event: {result.get('ErrorMessage', result)}")
-    return str(result["EventId"])
 
 
 def _report(args: argparse.Namespace, fields: dict[str, Any], text: str) -> None:

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from pushdeploy import installation
 from pushdeploy.adapters.apprunner import ServiceView, TargetGone
 from pushdeploy.adapters.rules_store import RulesDiff, RulesStore, diff_rules
-from pushdeploy.cli import engine
-from pushdeploy.cli.context import Target, add_target_options, resolve
+from pushdeploy.cli.context import add_target_options, resolve
 from pushdeploy.domain.changes import partition_of_region
 from pushdeploy.domain.rules import Rule, ServiceArn, build_index, compile_rule, load_rules_file
 from pushdeploy.errors import PushdeployError, RulesError
+from pushdeploy.installation import Target
 from pushdeploy.operators import parse_image_identifier
 
 # Statuses of a service that is as good as absent: it will never run a deployment.
@@ -100,7 +101,9 @@ def run_apply(args: argparse.Namespace) -> int:
                 "installed rules; add --allow-empty to do that"
             ]
         )
-    checked = check_services(wanted, engine.controller(target).target.describe, take_over=args.take_over)
+    checked = check_services(
+        wanted, installation.controller(target).target.describe, take_over=args.take_over
+    )
     if checked.problems:
         raise RulesError(checked.problems)
     if args.dry_run:
@@ -116,8 +119,8 @@ def take_over(target: Target, services: Sequence[str]) -> int:
     """Switch each service to manual deployment through its queue (trigger take-over, recorded)."""
     if not services:
         return 0
-    operator = engine.operator(target)
-    actor = engine.caller(target)
+    operator = installation.operator(target)
+    actor = installation.caller(target)
     refused = 0
     for service in services:
         try:

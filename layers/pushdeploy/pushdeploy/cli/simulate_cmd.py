@@ -16,7 +16,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from pushdeploy.cli.context import TargetError, resolve
+from pushdeploy.cli.context import resolve
+from pushdeploy.installation import TargetError
 from pushdeploy.local.apprunner_sim import CONTROL_PREFIX
 
 _CONTROLS = {

@@ -8,7 +8,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pushdeploy.cli.context import Target, TargetError, add_target_options, resolve
+from pushdeploy.cli.context import add_target_options, resolve
+from pushdeploy.installation import Target, TargetError
 
 PROVIDERS = ("github", "bitbucket")
 # Stack outputs (the local cloud records the same names in its state file).

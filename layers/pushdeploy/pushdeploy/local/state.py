@@ -1,6 +1,6 @@
 """The local cloud's state file (`<state dir>/local.json`) and the SDK environment that points at it.
 
-The file is what `pushdeploy --local ...` reads (see `pushdeploy.cli.context.load_local`): the Region,
+The file is what `pushdeploy --local ...` reads (see `pushdeploy.installation.load_local`): the Region,
 an endpoint per boto3 service name, the stack outputs evaluated from the template, the webhook's base URL
 and the processes of the local cloud.
 """
