@@ -151,3 +151,53 @@ def test_changes_show_explains_why_a_push_did_not_deploy(cloud: LocalCloud, tmp_
     assert decision["deployment"] is None
     assert "older than" in decision["note"]
     all_settled(cloud, service, 1)
+
+
+def test_automatic_mode_deploys_each_push_twice_until_rules_apply_takes_over(
+    cloud: LocalCloud, tmp_path: Path
+) -> None:
+    service = cloud.create_image_service("oncall-auto", "oncall-auto", "latest")
+    cloud.apply_rules(
+        tmp_path,
+        [{"id": "oncall-auto", "service": service, "image": {"repository": "oncall-auto", "tag": "latest"}}],
+    )
+    rules = str(tmp_path / "rules.yaml")
+    # Someone turns automatic deployment on by hand: App Runner now deploys pushes of :latest itself.
+    apprunner = cloud.client("apprunner")
+    source = apprunner.describe_service(ServiceArn=service)["Service"]["SourceConfiguration"]
+    apprunner.update_service(
+        ServiceArn=service, SourceConfiguration={**source, "AutoDeploymentsEnabled": True}
+    )
+    wait_until(lambda: not any(op["Status"] == "IN_PROGRESS" for op in cloud.operations(service)), timeout=30)
+    before = len(cloud.deploy_operations(service))
+
+    push(cloud, "oncall-auto", "latest")
+    all_settled(cloud, service, 1)
+    # App Runner's own deployment of the push, then pushdeploy's: the double deploy.
+    wait_until(lambda: len(cloud.deploy_operations(service)) >= before + 2, timeout=30)
+    assert len(cloud.deploy_operations(service)) == before + 2
+
+    _, refusal = cloud.cli_streams("rules", "apply", rules, expect=2)
+    assert "oncall-auto is in automatic deployment mode" in refusal
+    assert "--take-over" in refusal
+    taken = cloud.cli("rules", "apply", rules, "--take-over")
+    assert "taking over oncall-auto" in taken
+    wait_until(
+        lambda: [
+            d
+            for d in cloud.deployments(service)
+            if d["trigger"] == "take-over" and d["status"] == "succeeded"
+        ],
+        timeout=30,
+    )
+    assert (
+        apprunner.describe_service(ServiceArn=service)["Service"]["SourceConfiguration"][
+            "AutoDeploymentsEnabled"
+        ]
+        is False
+    )
+
+    before = len(cloud.deploy_operations(service))
+    push(cloud, "oncall-auto", "latest")
+    all_settled(cloud, service, 3)
+    assert len(cloud.deploy_operations(service)) == before + 1  # pushdeploy's alone

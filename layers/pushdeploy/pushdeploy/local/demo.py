@@ -8,10 +8,19 @@ App Runner services with ordinary CreateService calls, installs rules, and then 
 3. a burst during a running deployment: one runs, the newest waits, the ones between are superseded;
 4. an image that fails to start, which App Runner rolls back: recorded as a failure;
 5. a tag no rule matches, with the reasons;
-6. a signed GitHub push, through the webhook, which redeploys a code-based service.
+6. a signed GitHub push, through the webhook, which redeploys a code-based service;
 
-Each step says what it expects, and the demo checks it against the ledger and App Runner. It ends with the
-ledger as a table and a one-line summary, and exits 0 only if every step settled as expected.
+and then does what an operator on call does (the commands of `pushdeploy deploy|pause|resume|rollback|
+status`, through the same controller entry points):
+
+7. a manual deploy, recorded with who asked and why;
+8. a pause during which two pushes are held, and a resume that deploys the newest only;
+9. a rollback pinned to the previous good digest;
+10. `status`: what App Runner runs and what pushdeploy recorded, side by side.
+
+Each step says what it expects, and the demo checks it against the ledger and App Runner. Pushes are made
+one at a time (each recorded before the next), so every run ends with the same ledger and the same
+summary. It exits 0 only if every step settled as expected, and ends with what to try next.
 """
 
 from __future__ import annotations
@@ -30,11 +39,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from pushdeploy import installation
 from pushdeploy.adapters.ledger import Ledger
-from pushdeploy.cli.context import Target, load_local
-from pushdeploy.cli.push_cmd import push_image, push_webhook
 from pushdeploy.domain.deployments import IN_FLIGHT, Deployment
+from pushdeploy.installation import Target, load_local
+from pushdeploy.local.apprunner_sim import AppRunnerSimulator
 from pushdeploy.local.cloud import CloudOptions, LocalCloud, default_template
+from pushdeploy.local.sending import push_image, push_webhook
+from pushdeploy.operators import Operator
 
 ACCOUNT = "111122223333"
 REGION = "us-east-1"
@@ -42,6 +54,10 @@ REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/AppRunnerECRAccessRole"
 CONNECTION = f"arn:aws:apprunner:{REGION}:{ACCOUNT}:connection/github/0123456789abcdef0123456789abcdef"
 SETTLE_TIMEOUT = 45.0
+OPERATION_SECONDS = 2.0
+# Long enough for three pushes to be recorded, one after the other, while the first one runs.
+BURST_OPERATION_SECONDS = 8.0
+ACTOR_REASON = "demo: redeploy by hand"
 _STATUS_STYLE = {
     "succeeded": "green",
     "rolled_back": "bold red",
@@ -52,7 +68,18 @@ _STATUS_STYLE = {
     "starting": "cyan",
     "in_progress": "cyan",
     "dry_run": "magenta",
+    "held": "yellow",
 }
+NEXT_STEPS = """
+What to try next, with a local cloud of your own (`pushdeploy local up` in one terminal):
+  pushdeploy --local rules apply my-rules.yaml          # your services and rules (see README: Rules)
+  pushdeploy --local push-image web:v2.0.0              # a push, as ECR reports it
+  pushdeploy --local status                             # what runs, what pushdeploy recorded, drift
+  pushdeploy --local changes list --since 1h            # every push and why it did or did not deploy
+  pushdeploy --local pause web-prod --reason "incident" # hold pushes; `resume` deploys the newest
+  pushdeploy --local rollback web-prod --wait           # back to the previous good digest
+  make soak                                             # the same controller under seeded faults
+"""
 
 
 class DemoFailed(Exception):
@@ -73,11 +100,32 @@ class Demo:
     console: Console
     steps: list[Step] = field(default_factory=list)
     services: dict[str, str] = field(default_factory=dict)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
     live: Live | None = None
 
     @property
     def ledger(self) -> Ledger:
         return Ledger(self.target.client("dynamodb"), self.target.output("LedgerTableName"))
+
+    @property
+    def operator(self) -> Operator:
+        return installation.operator(self.target)
+
+    @property
+    def simulator(self) -> AppRunnerSimulator:
+        assert self.cloud.simulator is not None, "the local cloud runs the App Runner simulator"
+        return self.cloud.simulator
+
+    def push_and_record(self, tag: str) -> str:
+        """Push web:TAG and wait until pushdeploy has recorded a deployment of it: the digest."""
+        digest = push_image(self.target, "web", tag)
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while not self.ledger.for_artifact(digest, limit=1):
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"the push of web:{tag} was never recorded")
+            self.refresh()
+            time.sleep(0.1)
+        return digest
 
     # --- the view ---------------------------------------------------------------------------------
 
@@ -100,7 +148,7 @@ class Demo:
             table.add_column(column, overflow="fold")
         names = {arn: name for name, arn in self.services.items()}
         for d in deployments:
-            pushed = f"web:{d.tag}" if d.tag else f"{d.branch}@{(d.commit or '')[:8]}"
+            pushed = _pushed(d)
             status = Text(str(d.status), _STATUS_STYLE.get(str(d.status), ""))
             table.add_row(
                 d.created_at.strftime("%H:%M:%S"),
@@ -157,6 +205,15 @@ class Demo:
         return str(described["SourceConfiguration"]["ImageRepository"]["ImageIdentifier"])
 
 
+def _pushed(deployment: Deployment) -> str:
+    if deployment.trigger in ("manual", "rollback"):
+        what = f"web:{deployment.tag}" if deployment.tag else "as configured"
+        return f"{deployment.trigger}: {what}"
+    if deployment.tag:
+        return f"web:{deployment.tag}"
+    return f"{deployment.branch}@{(deployment.commit or '')[:8]}"
+
+
 def _note(deployment: Deployment) -> str:
     """A few words on where a deployment stands."""
     operation = (deployment.operation_id or "")[:8]
@@ -167,9 +224,10 @@ def _note(deployment: Deployment) -> str:
         "succeeded": f"operation {operation} SUCCEEDED",
         "rolled_back": "ROLLBACK_SUCCEEDED: not live, previous version restored",
         "failed": f"operation {operation} {deployment.operation_status}",
-        "superseded": "replaced by a newer push while waiting",
+        "superseded": deployment.detail or "replaced by a newer push while waiting",
         "error": deployment.detail or "refused",
         "dry_run": "dry run: recorded only",
+        "held": "held: the service is paused",
     }
     return notes.get(str(deployment.status), deployment.reason)
 
@@ -277,35 +335,32 @@ def semver_pin(demo: Demo) -> str:
 def burst(demo: Demo) -> str:
     prod = demo.services["web-prod"]
     before = len(demo.ledger.for_service(prod, limit=None))
-    push_image(demo.target, "web", "v1.5.0")
-    demo.wait_for_status(prod, "in_progress")
-    newest = ""
-    for tag in ("v1.5.1", "v1.5.2", "v1.5.3"):
-        newest = push_image(demo.target, "web", tag)
-    deployments = demo.wait_until_settled(prod, before + 2)[before:]
+    simulator = demo.simulator
+    simulator.operation_seconds = BURST_OPERATION_SECONDS
+    try:
+        demo.push_and_record("v1.5.0")
+        demo.wait_for_status(prod, "in_progress")
+        newest = ""
+        for tag in ("v1.5.1", "v1.5.2", "v1.5.3"):
+            newest = demo.push_and_record(tag)
+    finally:
+        simulator.operation_seconds = OPERATION_SECONDS
+    deployments = demo.wait_until_settled(prod, before + 4)[before:]
     by_tag = {d.tag: d for d in deployments}
     expect(by_tag["v1.5.0"].status == "succeeded", "the first of the burst should succeed")
-    expect(
-        by_tag.get("v1.5.3") is not None and by_tag["v1.5.3"].status == "succeeded",
-        "the newest of the burst should be deployed after the running one",
-    )
-    between = [by_tag[tag] for tag in ("v1.5.1", "v1.5.2") if tag in by_tag]
-    expect(all(d.status == "superseded" for d in between), "the pushes in between should be superseded")
+    expect(by_tag["v1.5.3"].status == "succeeded", "the newest should be deployed after the running one")
+    between = [by_tag[tag].status for tag in ("v1.5.1", "v1.5.2")]
+    expect(between == ["superseded", "superseded"], f"the pushes in between should be superseded: {between}")
     expect(demo.configured_image(prod).endswith(newest), "web-prod should end on the newest push")
-    # Events may arrive out of order: one in between may instead be refused as older than v1.5.3.
-    skipped = 2 - len(between)
-    return f"4 pushes during a deployment: v1.5.0 ran, v1.5.3 ran next, {len(between)} superseded" + (
-        f", {skipped} refused as older" if skipped else ""
-    )
+    return "4 pushes during a deployment: v1.5.0 ran, v1.5.3 ran next, v1.5.1 and v1.5.2 superseded"
 
 
-def rollback(demo: Demo) -> str:
+def rolled_back_by_app_runner(demo: Demo) -> str:
     prod = demo.services["web-prod"]
     live_before = demo.configured_image(prod)
-    assert demo.cloud.simulator is not None
-    demo.cloud.simulator.fail_next(prod)
+    demo.simulator.fail_next(prod)
     before = len(demo.ledger.for_service(prod, limit=None))
-    push_image(demo.target, "web", "v1.6.0")
+    demo.push_and_record("v1.6.0")
     deployment = demo.wait_until_settled(prod, before + 1)[-1]
     expect(
         deployment.status == "rolled_back", f"a failing image should be rolled_back, was {deployment.status}"
@@ -315,10 +370,10 @@ def rollback(demo: Demo) -> str:
 
 
 def no_match(demo: Demo) -> str:
-    push_image(demo.target, "web", "feature-x")
+    digest = push_image(demo.target, "web", "feature-x")
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
-        changes = [c for c in _changes(demo) if (c.get("change") or {}).get("tag") == "feature-x"]
+        changes = demo.ledger.changes_of_artifact(digest)
         if changes:
             decisions = changes[0]["decisions"]
             expect(all(d["deployment"] is None for d in decisions), "feature-x should deploy nothing")
@@ -326,15 +381,6 @@ def no_match(demo: Demo) -> str:
         demo.refresh()
         time.sleep(0.2)
     raise DemoFailed("the push of web:feature-x was never recorded")
-
-
-def _changes(demo: Demo) -> list[dict[str, Any]]:
-    dynamodb = demo.target.client("dynamodb")
-    table = demo.target.output("LedgerTableName")
-    items = dynamodb.scan(
-        TableName=table, FilterExpression="kind = :c", ExpressionAttributeValues={":c": {"S": "change"}}
-    )["Items"]
-    return [c for c in (demo.ledger.change(item["change_id"]["S"]) for item in items) if c]
 
 
 def github_push(demo: Demo) -> str:
@@ -346,20 +392,99 @@ def github_push(demo: Demo) -> str:
     return f"signed GitHub push -> webhook 202 -> StartDeployment on hello -> succeeded ({deployment.commit})"
 
 
+# --- on call: the operator commands -------------------------------------------------------------------
+
+
+def manual_deploy(demo: Demo) -> str:
+    staging = demo.services["web-staging"]
+    actor = installation.caller(demo.target)
+    queued = demo.operator.deploy(staging, reason=ACTOR_REASON, actor=actor)
+    deployment = demo.wait_until_settled(staging, 2)[-1]
+    expect(deployment.id == queued.id, "the manual deploy should be the newest deployment of web-staging")
+    expect(deployment.status == "succeeded", f"the manual deploy ended {deployment.status}")
+    expect((deployment.actor, deployment.reason) == (actor, ACTOR_REASON), "who asked and why are recorded")
+    return f"pushdeploy deploy web-staging -> StartDeployment -> succeeded, recorded as asked by {actor}"
+
+
+def pause_and_resume(demo: Demo) -> str:
+    prod = demo.services["web-prod"]
+    actor = installation.caller(demo.target)
+    demo.operator.pause(prod, reason="demo: incident on web-prod", actor=actor)
+    before = len(demo.ledger.for_service(prod, limit=None))
+    for tag in ("v1.7.0", "v1.7.1"):
+        demo.push_and_record(tag)
+    held = demo.ledger.held(prod)
+    expect(len(held) == 2, f"both pushes should be held while paused, {len(held)} are")
+    expect(not demo.configured_image(prod).endswith(held[0].digest or ""), "nothing deploys while paused")
+    demo.operator.resume(prod, actor=actor)
+    by_tag = {d.tag: d for d in demo.wait_until_settled(prod, before + 2)[before:]}
+    expect(by_tag["v1.7.0"].status == "superseded", "the older held push should be superseded")
+    expect(by_tag["v1.7.1"].status == "succeeded", "resume should deploy the newest held push")
+    return "pause web-prod; v1.7.0 and v1.7.1 held; resume -> v1.7.1 deployed, v1.7.0 superseded"
+
+
+def operator_rollback(demo: Demo) -> str:
+    prod = demo.services["web-prod"]
+    good = next(d for d in demo.ledger.for_service(prod, limit=None) if d.tag == "v1.5.3")
+    before = len(demo.ledger.for_service(prod, limit=None))
+    demo.operator.rollback(prod, reason="demo: v1.7.1 misbehaves", actor=installation.caller(demo.target))
+    deployment = demo.wait_until_settled(prod, before + 1)[-1]
+    expect(deployment.status == "succeeded", f"the rollback ended {deployment.status}")
+    expect(deployment.digest == good.digest, "the rollback should pin the previous good digest (v1.5.3)")
+    expect(demo.configured_image(prod).endswith(good.digest or "-"), "web-prod should run v1.5.3 again")
+    return f"pushdeploy rollback web-prod -> UpdateService to v1.5.3's digest {(good.digest or '')[:19]}..."
+
+
+def status(demo: Demo) -> str:
+    statuses = [demo.operator.status(service) for service in demo.services.values()]
+    drifting = [s["name"] for s in statuses if s["drift"]]
+    expect(not drifting, f"App Runner and the ledger disagree on {', '.join(drifting)}")
+    expect(all(s["live"] for s in statuses), "every service should have a live deployment")
+    demo.statuses = statuses
+    return f"pushdeploy status: {len(statuses)} services, App Runner and the ledger agree (no drift)"
+
+
 SCENARIO: tuple[tuple[str, Callable[[Demo], str]], ...] = (
     ("exact tag: push web:latest", exact_tag),
     ("semver rule pins a digest: push web:v1.4.0", semver_pin),
     ("burst during a deployment: v1.5.0 .. v1.5.3", burst),
-    ("a failing image is rolled back", rollback),
+    ("a failing image is rolled back by App Runner", rolled_back_by_app_runner),
     ("a push no rule matches", no_match),
     ("a signed GitHub push through the webhook", github_push),
+    ("on call: a manual deploy", manual_deploy),
+    ("on call: pause, two pushes held, resume", pause_and_resume),
+    ("on call: roll back to the previous good digest", operator_rollback),
+    ("on call: status", status),
 )
+
+
+def status_table(statuses: list[dict[str, Any]]) -> Table:
+    table = Table(title="pushdeploy status", title_justify="left", expand=True)
+    for column in ("service", "App Runner", "runs", "live (ledger)", "drift", "last"):
+        table.add_column(column, overflow="fold")
+    for entry in statuses:
+        configured = entry["configured"]
+        runs = configured["image"] or f"{configured['repository_url']}#{configured['branch']}"
+        live = entry["live"] or {}
+        what = live.get("tag") or (live.get("commit") or "")[:8] or "as configured"
+        table.add_row(
+            entry["name"],
+            entry["apprunner_status"],
+            runs.rsplit("/", 1)[-1],
+            f"{what} ({live.get('trigger', '-')})",
+            "DRIFT" if entry["drift"] else "no",
+            entry["last_outcome"] or "-",
+        )
+    return table
 
 
 def run(state_dir: Path, console: Console) -> bool:
     began = time.monotonic()
     options = CloudOptions(
-        state_dir=state_dir, template=default_template(), operation_seconds=2.0, reconcile_seconds=2.0
+        state_dir=state_dir,
+        template=default_template(),
+        operation_seconds=OPERATION_SECONDS,
+        reconcile_seconds=2.0,
     )
     with open(state_dir / "local-cloud.log", "w", encoding="utf-8") as log:
         cloud = LocalCloud(options, out=log)
@@ -379,13 +504,23 @@ def run(state_dir: Path, console: Console) -> bool:
             settled = demo.ledger.recent(100)
         finally:
             cloud.stop()
-    summary = status_counts(settled)
-    verdict = "\n[green]PASS[/]" if passed else "\n[bold red]FAIL[/]"
-    console.print(
-        f"{verdict} {len(demo.steps)} steps, {len(settled)} deployments ({summary}) in "
-        f"{time.monotonic() - began:.0f} s"
-    )
+    if demo.statuses:
+        console.print()
+        console.print(status_table(demo.statuses))
+    verdict = "[green]PASS[/]" if passed else "[bold red]FAIL[/]"
+    console.print(f"\n{verdict} {summary(demo.steps, settled)}")
+    console.print(f"[dim]in {time.monotonic() - began:.0f} s[/]")
+    if passed:
+        console.print(NEXT_STEPS)
     return passed
+
+
+def summary(steps: list[Step], deployments: list[Deployment]) -> str:
+    """The same line on every run that passes: steps, then deployments by status."""
+    passed = sum(1 for step in steps if step.ok)
+    return (
+        f"{passed}/{len(SCENARIO) + 1} steps, {len(deployments)} deployments ({status_counts(deployments)})"
+    )
 
 
 def _scene(demo: Demo, state_dir: Path, startup: float) -> str:
