@@ -26,6 +26,7 @@ from tests.integration.faults import (
     LambdaCrash,
     crash_after,
     crash_after_ledger_write,
+    crash_before,
     failing,
     for_service,
     intercept,
@@ -575,6 +576,41 @@ def test_an_operators_manual_update_is_recorded_as_outside_pushdeploy_not_adopte
     outside = {o["operation_id"]: o for o in cloud.ledger.outside_operations(prod)}
     assert outside[hotfix]["type"] == "UPDATE_SERVICE"
     assert deployment.operation_id not in outside
+
+
+def test_an_operation_found_running_when_called_is_never_adopted_by_a_later_call(
+    cloud: Cloud, services: dict[str, str]
+) -> None:
+    """Someone runs StartDeployment by hand; a push of :latest is answered "busy" and records that
+    operation as outside pushdeploy. The reconciler's next call then dies before its answer is recorded,
+    within the clocks' skew of the hand-made operation's start. Once that ends, timing alone must not
+    make it pushdeploy's: the deployment runs its own operation (a seed-7 soak found this)."""
+    staging = services["staging"]
+    by_hand = str(cloud.apprunner.start_deployment(ServiceArn=staging)["OperationId"])
+    cloud.push_image("latest", DIGESTS[1])
+    assert cloud.statuses(staging) == ["queued"]
+    assert by_hand in {o["operation_id"] for o in cloud.ledger.outside_operations(staging)}
+
+    # The reconciler claims an attempt, finds the service busy (DescribeService), and dies before the
+    # ledger hears how its attempt ended: as far as the ledger knows, that call may have started something.
+    described: list[Call] = []
+    crash = LambdaCrash("the reconciler timed out after App Runner answered")
+    with (
+        intercept(cloud.apprunner, before=described.append),
+        crash_before(
+            ledger_clients(cloud), lambda call: bool(described) and writes_ledger(call), lambda _: crash
+        ),
+        contextlib.suppress(LambdaCrash),
+    ):
+        cloud.reconcile()
+    assert cloud.statuses(staging) == ["starting"]  # its call may have started something
+    settle(cloud, [staging])
+
+    (deployment,) = cloud.deployments(staging)
+    assert deployment.status == "succeeded"
+    assert deployment.operation_id != by_hand
+    ours = [op["Id"] for op in operations(cloud, staging, "START_DEPLOYMENT") if op["Id"] != by_hand]
+    assert ours == [deployment.operation_id]
 
 
 # --- 7. "already live" asks App Runner; StartDeployment records what App Runner deploys -------------

@@ -372,3 +372,16 @@ def test_a_verdict_names_an_operation_of_its_type_inside_a_window_or_none(
         assert op.started_at is not None
         windows = [a.window(LONGEST_CALL, SKEW) for a in log if a.may_have_started()]
         assert any(opened <= op.started_at <= closed for opened, closed in windows)
+
+
+@pytest.mark.parametrize("action", ["start_deployment", "update_service"])
+def test_an_operation_already_found_to_be_someone_elses_is_never_its_own(action: Action) -> None:
+    """Started within the clocks' skew of an open attempt, but recorded as outside (it was running when
+    an earlier call was answered "busy"): timing alone cannot make it the deployment's."""
+    deployed = deployment(action, [attempt(T0)])
+    theirs = operation(T0 - SECOND, wanted_type(deployed), "SUCCEEDED", operation_id="op-theirs")
+    assert isinstance(judge(deployed, [theirs]), Own)  # without the record, the timing fits
+    verdict = own_operation(
+        deployed, [theirs], Configured(), LONGEST_CALL, SKEW, outside=frozenset({"op-theirs"})
+    )
+    assert verdict == NotStarted()

@@ -28,7 +28,15 @@ from pushdeploy.adapters.apprunner import (
 )
 from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.domain.deployments import Attempt, AttemptOutcome, Deployment, Status, settled_status
-from pushdeploy.domain.evidence import NotOwn, NotStarted, Operation, Own, Unconfirmed, own_operation
+from pushdeploy.domain.evidence import (
+    NotOwn,
+    NotStarted,
+    Operation,
+    Own,
+    Unconfirmed,
+    own_operation,
+    wanted_type,
+)
 from pushdeploy.slots import Notifier, SlotKeeper, transition
 
 logger = Logger(service="pushdeploy", child=True)
@@ -227,12 +235,14 @@ class Runner:
             return NotStarted()
         first_call = deployment.attempt_log[0].at - CLOCK_SKEW
         operations = self.target.list_operations(deployment.service, since=first_call)
+        deploys = [op.id for op in operations if op.type == wanted_type(deployment)]
         return own_operation(
             deployment,
             operations,
             lambda: self.target.describe(deployment.service).configured,
             self.settings.longest_call,
             CLOCK_SKEW,
+            outside=self.ledger.recorded_outside(deployment.service, deploys),
         )
 
     def _adopt(self, deployment: Deployment, operation: Operation, evidence: str) -> None:

@@ -20,7 +20,7 @@ updates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -501,6 +501,21 @@ class Ledger:
             "service": service,
         }
         return self._put_new(item)
+
+    def recorded_outside(self, service: str, operation_ids: Iterable[str]) -> frozenset[str]:
+        """Which of these operations the ledger recorded as made outside pushdeploy (one read each: the
+        caller passes the few operations of one deployment's call windows)."""
+        found: set[str] = set()
+        for operation_id in operation_ids:
+            item = self._client.get_item(
+                TableName=self._table,
+                Key=_item({"pk": f"SERVICE#{service}", "sk": f"OUTSIDE#{operation_id}"}),
+                ConsistentRead=True,
+                ProjectionExpression="sk",
+            ).get("Item")
+            if item:
+                found.add(operation_id)
+        return frozenset(found)
 
     def outside_operations(self, service: str) -> list[dict[str, Any]]:
         """Operations made outside pushdeploy on the service, oldest recorded first."""

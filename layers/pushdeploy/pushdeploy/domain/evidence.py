@@ -91,14 +91,19 @@ def own_operation(
     configured: Callable[[], str],
     longest_call: timedelta,
     skew: timedelta,
+    outside: frozenset[str] = frozenset(),
 ) -> Verdict:
     """The deployment's own operation among `operations` (newest first), judged by the evidence above.
 
-    `configured` describes the service (called only for an UpdateService that succeeded).
+    `configured` describes the service (called only for an UpdateService that succeeded). `outside` are
+    the operations already found to be someone else's (running when one of its calls was answered
+    "busy", say): timing alone cannot make them its own, since clocks agree only to within `skew`.
     """
     kind = wanted_type(deployment)
     candidates = [
-        op for op in operations if op.type == kind and in_windows(deployment, op, longest_call, skew)
+        op
+        for op in operations
+        if op.type == kind and op.id not in outside and in_windows(deployment, op, longest_call, skew)
     ]
     if not candidates:
         return NotStarted()
