@@ -4,8 +4,9 @@ DynamoDB evaluates a condition and writes the item atomically, and pushdeploy's 
 deployment in flight per service is a conditional write). moto's threaded server does not: two requests
 can interleave between the check and the write. The local cloud runs handlers concurrently on purpose, so
 DynamoDB requests are serialized here (they take microseconds); every other service stays concurrent,
-SQS long polls included. Otherwise this is `moto.server.ThreadedMotoServer`, whose WSGI application it
-serves.
+SQS long polls included. moto's DynamoDB is made faster and leaner by `fast_moto` (a transaction backs up
+the items it names, not whole tables). Otherwise this is `moto.server.ThreadedMotoServer`, whose WSGI
+application it serves.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from pushdeploy.local import fast_moto
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -45,6 +48,7 @@ class MotoServer(ThreadedMotoServer):
         self, host: str = "127.0.0.1", port: int = 0, middleware: Callable[[WsgiApp], WsgiApp] | None = None
     ) -> None:
         super().__init__(ip_address=host, port=port, verbose=False)
+        fast_moto.install()
         self._middleware = middleware
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
 
