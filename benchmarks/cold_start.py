@@ -70,6 +70,23 @@ def median_ms(statement: str, layer: Path, cwd: Path, samples: int) -> float:
     return statistics.median(sample(statement, layer, cwd) for _ in range(samples)) * 1000
 
 
+def measure(samples: int = 11) -> dict[str, float]:
+    """`cold_import_ratio` of bench.json: each function's cold import (precompiled layer) over a bare
+    `import boto3`, both timed in this run (the machine is noisy; a ratio of one run is comparable)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        layer = build_layer(Path(tmp) / "precompiled")
+        boto3_ms = median_ms("import boto3", layer, ROOT, samples)
+        ratios: dict[str, float] = {}
+        for function in FUNCTIONS:
+            function_ms = median_ms("import app", layer, ROOT / "functions" / function, samples)
+            ratios[function] = round(function_ms / boto3_ms, 2)
+            print(
+                f"cold import functions/{function}/app: {function_ms:.0f} ms, {ratios[function]:.2f}x boto3"
+            )
+        print(f"cold import boto3 alone: {boto3_ms:.0f} ms (median of {samples} fresh interpreters)")
+    return ratios
+
+
 def main() -> None:
     samples = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,15 +22,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from botocore.client import BaseClient
+from moto import mock_aws
+
+from pushdeploy.local.inprocess import WEBHOOK_SECRETS, Cloud, build_cloud
+from pushdeploy.sources.signatures import sign
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the integration harness lives in tests/
-
-import pytest  # noqa: E402 - after the path is set
-from botocore.client import BaseClient  # noqa: E402
-from moto import mock_aws  # noqa: E402
-
-from pushdeploy.sources.signatures import sign  # noqa: E402
-from tests.integration.harness import WEBHOOK_SECRETS, Cloud, build_cloud  # noqa: E402
 
 BODY = (ROOT / "tests" / "fixtures" / "payloads" / "github-push.body.json").read_bytes()
 SERVICE = "arn:aws:apprunner:us-east-1:111122223333:service/hello-world/0123456789abcdef0123456789abcdef"
