@@ -16,7 +16,7 @@ help:
 	@echo "make demo   run the scripted scenario on the local cloud"
 	@echo "make test   set up and run lint, type checks and every test"
 	@echo "make build  sam build (no Docker needed)"
-	@echo "make bench  print performance figures"
+	@echo "make bench  every performance figure, beside its target; BENCH_OUT=file for the JSON"
 	@echo "make soak   run the fault simulation longer: SEED=n STEPS=n (a random seed when unset)"
 	@echo "make fuzz   run the whole fuzz suite: FUZZ_SEED=n FUZZ_CASES=n (n webhook requests, n events)"
 
@@ -52,9 +52,9 @@ test: venv tools lint typecheck
 build: tools
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(TOOLS)/bin/sam build
 
+# Every benchmark (benchmarks/run.py): a table beside the targets, and bench.json at BENCH_OUT.
 bench: venv
-	$(BIN)/python benchmarks/decide.py
-	$(BIN)/python benchmarks/webhook_latency.py
+	BENCH_OUT="$(BENCH_OUT)" $(BIN)/python benchmarks/run.py
 
 demo: venv
 	$(BIN)/python -m pushdeploy.local.demo
