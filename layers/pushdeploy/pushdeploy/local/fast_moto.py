@@ -16,6 +16,10 @@ The local cloud's server also pays per request, and more as its SQS queues fill 
 
 - moto finds the service of every request by listing its own package directory (a few hundred `isdir`
   calls); the list does not change while the server runs, so it is listed once.
+- moto lists the methods of a response class (`inspect.getmembers`) for every request; they do not change
+  while the server runs, so they are listed once per class.
+- EventBridge builds a JSONPath parser (a yacc grammar) for every path of an input transformer, for every
+  event a rule sends; a parsed path is kept for the next event instead.
 - SQS recomputes every attribute of a queue, each a scan of its messages, once per attribute asked for,
   and once more for each message it receives (to read the retention period); and it reads the clock
   through `datetime` for every message of every scan. Here the attributes are computed once per request,
@@ -30,13 +34,16 @@ that they are undone.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from datetime import datetime
 from typing import Any
 
+import jsonpath_ng.ext
 from moto import backends as moto_backends
+from moto.core import responses as moto_responses
 from moto.core.serialize import BaseJSONSerializer
-from moto.core.utils import unix_time, unix_time_millis
+from moto.core.utils import method_names_from_class, unix_time, unix_time_millis
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
@@ -96,6 +103,9 @@ def server_patches() -> list[Patch]:
     modules = tuple(moto_backends.list_of_moto_modules())
     return [
         (moto_backends, "list_of_moto_modules", lambda: modules),
+        (moto_responses, "method_names_from_class", _method_names),
+        # moto's events imports `parse` from here for each event: it finds the cached one.
+        (jsonpath_ng.ext, "parse", functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)),  # type: ignore[attr-defined]
         (sqs_models, "unix_time", _unix_time),
         (sqs_models, "unix_time_millis", _unix_time_millis),
         (SQSBackend, "get_queue_attributes", _get_queue_attributes),
@@ -107,6 +117,15 @@ def install() -> None:
     """Apply all the patches for the rest of the process (the local cloud's moto server)."""
     for owner, name, value in [*patches(), *server_patches()]:
         setattr(owner, name, value)
+
+
+@functools.cache
+def _method_names_of(clazz: type) -> tuple[str, ...]:
+    return tuple(method_names_from_class(clazz))
+
+
+def _method_names(clazz: object) -> list[str]:
+    return list(_method_names_of(clazz if isinstance(clazz, type) else type(clazz)))
 
 
 _ORIGINAL_UNIX_TIME = unix_time
