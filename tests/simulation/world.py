@@ -35,9 +35,8 @@ import pytest
 from moto import mock_aws
 
 from pushdeploy import runtime
-from pushdeploy.local import apprunner_sim, apprunner_sim_events
+from pushdeploy.local import apprunner_sim, apprunner_sim_events, inprocess
 from pushdeploy.local.template import load_template
-from tests.integration import harness
 from tests.integration.harness import (
     ACCOUNT,
     REGION,
@@ -190,7 +189,7 @@ class World:
             patch.setenv(variable, value)
         stack.enter_context(mock_aws())
         boto3.DEFAULT_SESSION = _shared_session()  # moto puts its own value back when it stops
-        patch.setattr(harness, "load_template", _cached_template)
+        patch.setattr(inprocess, "load_template", _cached_template)
         fast_moto.install(patch)
         seeded = _SeededUuid(self.uuid_seed)
         patch.setattr(apprunner_sim, "uuid", seeded)
