@@ -30,15 +30,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-from botocore.exceptions import ClientError
 
 from pushdeploy import runtime
 from pushdeploy.adapters.ledger import Ledger
@@ -59,9 +50,13 @@ from pushdeploy.sources.webhooks import (
     parse_webhook,
 )
 
+# Powertools' idempotency and parameters utilities import boto3 (and s3transfer): imported on the first
+# delivery, not at import, so that a cold start pays for them once it needs them (as for boto3 itself).
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
@@ -125,6 +120,8 @@ class WebhookSecrets:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: runtime.utc_now(),
     ) -> None:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
         self._client = client
         self._current = SecretsProvider(boto3_client=client)
         self._previous = SecretsProvider(boto3_client=client)
@@ -170,6 +167,8 @@ class WebhookSecrets:
         return until
 
     def _previous_value(self, arn: str, refresh: bool) -> str | None:
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
         try:
             value = self._previous.get(
                 arn, max_age=self._max_age, force_fetch=refresh, VersionStage="AWSPREVIOUS"
@@ -190,6 +189,8 @@ def _text(value: str | bytes | dict[Any, Any] | None) -> str:
 
 
 def _is_not_found(error: GetParameterError) -> bool:
+    from botocore.exceptions import ClientError
+
     # Powertools wraps the SDK's error without chaining it explicitly: it is the implicit context.
     cause = error.__cause__ or error.__context__
     return isinstance(cause, ClientError) and cause.response["Error"]["Code"] == "ResourceNotFoundException"
@@ -333,6 +334,12 @@ def _idempotent_forward(
     dynamodb: DynamoDBClient,
 ) -> tuple[Callable[..., dict[str, Any]], IdempotencyConfig]:
     """`_forward_changes` at most once per (provider, delivery id); a replay gets the first answer back."""
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
     persistence = DynamoDBPersistenceLayer(table_name=_env("IDEMPOTENCY_TABLE"), boto3_client=dynamodb)
     config = IdempotencyConfig(
         # The signed change ids too: another push sent under a used delivery id is not a replay.
@@ -453,6 +460,8 @@ def _accept_once(
             return answer(422, message=notes[0], changes=ids, forwarded=0)
         _count(metrics, "WebhookUnwatched")
         return answer(202, message=notes[0], changes=ids, forwarded=0)
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
     try:
         outcome = _forward_once(state, delivery, watched, context)
     except IdempotencyAlreadyInProgressError:
