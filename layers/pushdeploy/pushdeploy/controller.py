@@ -107,8 +107,8 @@ class Controller:
 
         A change already recorded (the same event, or the same signed push, delivered again) is not
         decided again: its record says what became of it."""
-        recorded = self.ledger.change(change_id)
-        if recorded is not None and recorded.get("sk") == "CHANGE":
+        recorded = self.ledger.decided_change(change_id)
+        if recorded is not None:
             logger.info("change already decided", extra={"change_id": change_id})
             return _report_of(change_id, recorded)
         rules = {rule.id: rule for rule in self.rules.watching(change)}

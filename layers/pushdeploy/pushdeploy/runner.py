@@ -169,11 +169,11 @@ class Runner:
             "adopted": adopted,
             **extra,
         }
-        if not self.ledger.update(transition(deployment.id, Status.STARTING, Status.IN_PROGRESS, **fields)):
+        moved = transition(deployment.id, Status.STARTING, Status.IN_PROGRESS, **fields)
+        recorded = self.ledger.update_returning(moved)
+        if recorded is None:
             return False
-        recorded = self.ledger.deployment(deployment.id)
-        if recorded is not None:
-            self.notifier.deployment_changed(recorded, "Started")
+        self.notifier.deployment_changed(recorded, "Started")
         return True
 
     def _lost_start_race(self, deployment: Deployment, operation_id: str) -> None:

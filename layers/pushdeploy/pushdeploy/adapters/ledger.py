@@ -311,6 +311,18 @@ class Ledger:
         update = self._transition_update(transition)["Update"]
         return self._conditional(lambda: self._client.update_item(**update))
 
+    def update_returning(self, transition: Transition) -> Deployment | None:
+        """As `update`, answering with the deployment as the transition left it (one call, no re-read);
+        None if the deployment had moved on."""
+        update = self._transition_update(transition)["Update"]
+        try:
+            answer = self._client.update_item(**update, ReturnValues="ALL_NEW")
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return deployment_from_item(answer["Attributes"])
+
     def deployment(self, deployment_id: str) -> Deployment | None:
         found = self._client.get_item(
             TableName=self._table,
@@ -448,6 +460,15 @@ class Ledger:
             "expires_at": expires_at,
         }
         return self._put_new(item)
+
+    def decided_change(self, change_id: str) -> dict[str, Any] | None:
+        """The change's record, if the controller decided it already (the webhook's note is not one)."""
+        found = self._client.get_item(
+            TableName=self._table,
+            Key=_item({"pk": f"CHANGE#{change_id}", "sk": "CHANGE"}),
+            ConsistentRead=True,
+        ).get("Item")
+        return _plain(found) if found else None
 
     def change(self, change_id: str) -> dict[str, Any] | None:
         """The change's record, or else the webhook's note about it."""
