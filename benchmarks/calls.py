@@ -10,12 +10,13 @@
 
 Calls are counted with botocore's `before-call` event on the session every client is made from, so a
 retried call counts once and the harness's own calls (setting up, reading results) are left out by
-counting only inside the measured window. Run: `.venv/bin/python benchmarks/calls.py`.
+counting only inside the measured window. Run: `.venv/bin/python benchmarks/calls.py [--trace]`.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import warnings
 from collections import Counter
@@ -113,8 +114,9 @@ def one_deployment(cloud: Cloud, counter: CallCounter, tag: str, digest: str, se
     return _only(counted, _SERVICES)
 
 
-def measure_calls() -> dict[str, Any]:
-    """`calls_per_deployment` and `calls_per_idle_tick` of bench.json (and the StartDeployment figures)."""
+def measure_calls(trace: bool = False) -> dict[str, Any]:
+    """`calls_per_deployment` and `calls_per_idle_tick` of bench.json (and the StartDeployment figures);
+    with `trace`, every call of the semver deployment is printed, in order."""
     with counted_cloud() as (cloud, counter):
         staging = cloud.create_image_service("web-staging", tag="latest")
         prod = cloud.create_image_service("web-prod", tag="v1.0.0")
@@ -126,10 +128,13 @@ def measure_calls() -> dict[str, Any]:
         )
         cloud.invoke("reconciler", {"source": "aws.events"})  # warm: modules loaded, clients made
         pinned = one_deployment(cloud, counter, "v1.1.0", _digest(1), prod)
+        calls_made = list(counter.trace)
         started = one_deployment(cloud, counter, "latest", _digest(2), staging)
         with counter.window() as counted:
             cloud.reconcile()
         idle = _only(counted, ("dynamodb", "apprunner"))
+    if trace:
+        print("calls of one semver deployment, push to settled:\n  " + "\n  ".join(calls_made))
     for label, figures in (("UpdateService (semver)", pinned), ("StartDeployment (tag)", started)):
         total = figures["dynamodb"] + figures["apprunner"]
         print(f"calls per deployment, {label}: {figures} ({total} DynamoDB and App Runner)")
@@ -201,5 +206,5 @@ def measure_contention(pushes: int = CONCURRENT_PUSHES) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    measure_calls()
+    measure_calls(trace="--trace" in sys.argv)
     measure_contention()
