@@ -385,3 +385,36 @@ def test_an_operation_already_found_to_be_someone_elses_is_never_its_own(action:
         deployed, [theirs], Configured(), LONGEST_CALL, SKEW, outside=frozenset({"op-theirs"})
     )
     assert verdict == NotStarted()
+
+
+def test_proof_beats_timing_a_later_rolled_back_update_does_not_hide_its_own() -> None:
+    """Its call started an UpdateService that succeeded; 45 s later, still inside the window of that
+    call (its answer was lost), someone's UpdateService rolled back, leaving its image configured: the
+    operation that is proven its own is adopted, not the later one on timing alone (a seed-424242 soak)."""
+    deployed = deployment("update_service", [attempt(T0)])
+    own = operation(T0 + SECOND, "UPDATE_SERVICE", "SUCCEEDED", operation_id="op-own")
+    theirs = operation(T0 + 45 * SECOND, "UPDATE_SERVICE", "ROLLBACK_SUCCEEDED", operation_id="op-theirs")
+    verdict = judge(deployed, [theirs, own], Configured(IMAGE))
+    assert isinstance(verdict, Own)
+    assert verdict.operation.id == "op-own"
+
+
+def test_without_proof_a_failed_update_in_the_window_is_taken_on_timing() -> None:
+    deployed = deployment("update_service", [attempt(T0)])
+    refuted = operation(T0 + SECOND, "UPDATE_SERVICE", "SUCCEEDED", operation_id="op-other-image")
+    failed = operation(T0 + 20 * SECOND, "UPDATE_SERVICE", "ROLLBACK_SUCCEEDED", operation_id="op-failed")
+    verdict = judge(deployed, [failed, refuted], Configured(OTHER_IMAGE))
+    assert isinstance(verdict, Own)
+    assert verdict.operation.id == "op-failed"
+
+
+def test_without_proof_the_operation_closest_to_its_call_is_taken() -> None:
+    """Its call (answer lost) started an UpdateService that rolled back; 30 s later, inside the same
+    window, someone's UpdateService rolled back too: neither can be checked against the image, and the
+    one that started as the call was made is its own (a seed-424242 soak)."""
+    deployed = deployment("update_service", [attempt(T0)])
+    own = operation(T0, "UPDATE_SERVICE", "ROLLBACK_SUCCEEDED", operation_id="op-own")
+    theirs = operation(T0 + 30 * SECOND, "UPDATE_SERVICE", "ROLLBACK_SUCCEEDED", operation_id="op-theirs")
+    verdict = judge(deployed, [theirs, own], Configured(OTHER_IMAGE))
+    assert isinstance(verdict, Own)
+    assert verdict.operation.id == "op-own"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pushdeploy.domain.deployments import Deployment
 
@@ -107,41 +107,67 @@ def own_operation(
     ]
     if not candidates:
         return NotStarted()
+    if kind == "START_DEPLOYMENT":
+        # StartDeployment leaves no configuration to check: the earliest, closest to the call, is taken.
+        earliest = min(candidates, key=lambda op: op.started_at or datetime.min)
+        return Own(earliest, _TIMING.format(earliest.id))
     # The newest first: an earlier window may hold someone else's operation that a later call of this
     # deployment's then followed (its own operation, which must not be started a third time).
-    # (StartDeployment leaves no configuration to check: the earliest, closest to the call, is taken.)
-    candidates.sort(key=lambda op: op.started_at or datetime.min, reverse=kind != "START_DEPLOYMENT")
+    candidates.sort(key=lambda op: op.started_at or datetime.min, reverse=True)
+    if candidates[0].running:
+        return Unconfirmed(candidates[0])  # only the newest can still run; its image shows when it ends
+    return _proven(deployment, candidates, operations, configured) or _on_timing_alone(deployment, candidates)
+
+
+_TIMING = "operation {} started inside the window of one of its App Runner calls"
+
+
+def _proven(
+    deployment: Deployment,
+    candidates: Sequence[Operation],
+    operations: Sequence[Operation],
+    configured: Callable[[], str],
+) -> Own | NotOwn | None:
+    """Judge the UpdateServices that succeeded, newest first: the deployment's own is the one after which
+    no other succeeded and App Runner is configured with the deployment's image. Proof beats timing, so a
+    later failed operation in a window (someone else's, say) does not hide it. None: none succeeded."""
     refuted: list[NotOwn] = []
     seen: list[str] = []
-
-    def configured_now() -> str:
-        if not seen:
-            seen.append(configured())
-        return seen[0]
-
-    for operation in candidates:
-        timing = f"operation {operation.id} started inside the window of one of its App Runner calls"
-        if kind == "START_DEPLOYMENT":
-            return Own(operation, timing)
-        if operation.running:
-            return Unconfirmed(operation)
-        if operation.status != "SUCCEEDED":
-            # A rolled-back UpdateService leaves the old image configured: there is nothing more to
-            # check, and only one deploy-type operation can start in a window in which the call acted.
-            return Own(operation, f"{timing}; it ended {operation.status}, so the image cannot be checked")
+    for operation in (op for op in candidates if op.status == "SUCCEEDED"):
         # Only a later UpdateService can have changed the image since (StartDeployment redeploys it).
         later_update = any(
             op.type == "UPDATE_SERVICE" and op.status == "SUCCEEDED" and _after(op, operation)
             for op in operations
         )
-        if not later_update and configured_now() == deployment.image:
+        if not seen:
+            seen.append(configured())
+        if not later_update and seen[0] == deployment.image:
+            timing = _TIMING.format(operation.id)
             return Own(operation, f"{timing} and App Runner is configured with its image")
         refuted.append(
-            NotOwn(
-                operation, f"it left App Runner configured with {configured_now()}, not {deployment.image}"
-            )
+            NotOwn(operation, f"it left App Runner configured with {seen[0]}, not {deployment.image}")
         )
-    return refuted[-1]  # the earliest: the one that took the service from this deployment
+    ended_otherwise = [op for op in candidates if op.status != "SUCCEEDED"]
+    if refuted and not ended_otherwise:
+        return refuted[-1]  # the earliest: the one that took the service from this deployment
+    return None
+
+
+def _on_timing_alone(deployment: Deployment, candidates: Sequence[Operation]) -> Own:
+    """An UpdateService that failed or rolled back leaves the old image configured: there is nothing more
+    to check. App Runner starts an operation within moments of the call that asks for it, while a window
+    whose end went unrecorded stays open for the longest call: the operation that started closest to the
+    start of one of its calls is taken (someone else's, later in that window, is not)."""
+    ended_otherwise = [op for op in candidates if op.status != "SUCCEEDED"]
+    operation = min(ended_otherwise, key=lambda op: _from_nearest_call(deployment, op))
+    timing = _TIMING.format(operation.id)
+    return Own(operation, f"{timing}; it ended {operation.status}, so the image cannot be checked")
+
+
+def _from_nearest_call(deployment: Deployment, operation: Operation) -> timedelta:
+    started = operation.started_at or datetime.max.replace(tzinfo=UTC)
+    calls = [attempt.at for attempt in deployment.attempt_log if attempt.may_have_started()]
+    return min((abs(started - at) for at in calls), default=timedelta.max)
 
 
 def _after(op: Operation, other: Operation) -> bool:
