@@ -613,6 +613,34 @@ def test_an_operation_found_running_when_called_is_never_adopted_by_a_later_call
     assert ours == [deployment.operation_id]
 
 
+def test_its_own_update_is_adopted_though_someone_elses_failed_later_in_the_same_window(
+    cloud: Cloud, services: dict[str, str]
+) -> None:
+    """The push's UpdateService is accepted but its answer is lost (the Lambda dies); the operation
+    succeeds. Within that call's window someone's UpdateService to web:hotfix-7 fails and rolls back.
+    The reconciler adopts the operation App Runner shows to be the deployment's (its image configured,
+    nothing succeeded after it), not the later failure (a seed-424242 soak found this)."""
+    prod = services["prod"]
+    crash = LambdaCrash("the push handler timed out after App Runner accepted UpdateService")
+    with (
+        crash_after(cloud.apprunner, operation("UpdateService"), lambda _: crash),
+        contextlib.suppress(LambdaCrash),
+    ):
+        cloud.push_image("v1.5.0", DIGESTS[5])
+    assert cloud.statuses(prod) == ["starting"]
+    cloud.finish_operations()
+    (own,) = [op["Id"] for op in operations(cloud, prod, "UPDATE_SERVICE")]
+    cloud.sim.fail_next(prod)
+    by_hand = operator_sets_image(cloud, prod, HOTFIX)
+    settle(cloud, [prod])
+
+    (deployment,) = cloud.deployments(prod)
+    assert (deployment.status, deployment.operation_id) == ("succeeded", own), deployment.detail
+    assert cloud.configured_image(prod) == pinned(DIGESTS[5])
+    assert by_hand != own
+    assert updates_to(cloud, prod) == [pinned(DIGESTS[5]), HOTFIX]  # never deployed a second time
+
+
 # --- 7. "already live" asks App Runner; StartDeployment records what App Runner deploys -------------
 
 
