@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +14,7 @@ from moto.events.models import EventPattern
 
 from pushdeploy.local.intrinsics import Resolver, StackIdentity
 from pushdeploy.local.template import load_template
+from tests.template.tools import cfn_lint, sam_validate_lint
 
 pytestmark = pytest.mark.template
 
@@ -51,21 +48,6 @@ SAMPLES = {
 }
 
 
-def _tool_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["SAM_CLI_TELEMETRY"] = "0"
-    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    return env
-
-
-def _sam() -> str | None:
-    found = shutil.which("sam")
-    if found:
-        return found
-    local = ROOT / ".venv-tools" / "bin" / "sam"
-    return str(local) if local.exists() else None
-
-
 def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
     """EventBridge's pattern matching, as the local cloud's EventBridge (moto) does it."""
     return bool(EventPattern.load(json.dumps(pattern)).matches_event(event))  # type: ignore[arg-type]
@@ -92,29 +74,13 @@ def _main_resolver(main: dict[str, Any], source_accounts: str | None) -> Resolve
 
 
 def test_forwarder_passes_cfn_lint_with_serverless_rules() -> None:
-    cfn_lint = Path(sys.executable).with_name("cfn-lint")
-    command = [str(cfn_lint) if cfn_lint.exists() else "cfn-lint"]
-    command += [str(FORWARDER), "-a", "cfn_lint_serverless.rules"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    result = cfn_lint(FORWARDER)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == ""
 
 
 def test_forwarder_passes_sam_validate_lint() -> None:
-    sam = _sam()
-    if sam is None:
-        pytest.skip(
-            "SAM CLI not found: neither `sam` on PATH nor .venv-tools/bin/sam (`make tools` installs it)"
-        )
-    result = subprocess.run(
-        [sam, "validate", "--lint", "--template", str(FORWARDER)],
-        cwd=ROOT,
-        env=_tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = sam_validate_lint(FORWARDER)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.decode import cfn_yaml
+
+from tests.template.tools import cfn_lint, run, sam_cli, sam_validate_lint
 
 pytestmark = pytest.mark.template
 
@@ -143,21 +142,6 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return [str(a) for a in _as_list(statement["Action"])]
 
 
-def _sam() -> str | None:
-    found = shutil.which("sam")
-    if found:
-        return found
-    local = ROOT / ".venv-tools" / "bin" / "sam"
-    return str(local) if local.exists() else None
-
-
-def _tool_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["SAM_CLI_TELEMETRY"] = "0"
-    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    return env
-
-
 # --------------------------------------------------------------------------------------------------------
 # Fixtures
 
@@ -202,11 +186,7 @@ def _rule_names(function: dict[str, Any]) -> list[str]:
 
 
 def test_cfn_lint_with_serverless_rules_finds_nothing() -> None:
-    cfn_lint = Path(sys.executable).with_name("cfn-lint")
-    command = [str(cfn_lint) if cfn_lint.exists() else "cfn-lint"]
-    # The template goes before -a: -a takes several values and would swallow it.
-    command += [str(TEMPLATE), "-a", "cfn_lint_serverless.rules"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    result = cfn_lint(TEMPLATE)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == ""
 
@@ -722,24 +702,11 @@ def test_webhook_outputs(template: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def sam() -> str:
-    found = _sam()
-    if found is None:
-        pytest.skip(
-            "SAM CLI not found: neither `sam` on PATH nor .venv-tools/bin/sam (`make tools` installs it)"
-        )
-    return found
+    return sam_cli()
 
 
-def test_sam_validate_lint(sam: str) -> None:
-    result = subprocess.run(
-        [sam, "validate", "--lint", "--template", str(TEMPLATE)],
-        cwd=ROOT,
-        env=_tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def test_sam_validate_lint() -> None:
+    result = sam_validate_lint(TEMPLATE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -747,14 +714,8 @@ def test_sam_validate_lint(sam: str) -> None:
 def build_dir(sam: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One `sam build` (no Docker, no cache) of the whole template, shared by the tests below."""
     out = tmp_path_factory.mktemp("sam-build") / "build"
-    result = subprocess.run(
-        [sam, "build", "--build-dir", str(out), "--template", "template.yaml", "--no-cached"],
-        cwd=ROOT,
-        env=_tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    result = run(
+        [sam, "build", "--build-dir", str(out), "--template", "template.yaml", "--no-cached"], timeout=900
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return out
@@ -815,22 +776,8 @@ def test_layer_builds_without_python313(tmp_path: Path) -> None:
     if shutil.which("make") is None:
         pytest.skip("make not found")
     artifacts = tmp_path / "layer"
-    result = subprocess.run(
-        [
-            "make",
-            "--makefile",
-            str(LAYER_MAKEFILE),
-            "build-SharedLayer",
-            f"ARTIFACTS_DIR={artifacts}",
-            "PYTHON313=",
-        ],
-        cwd=tmp_path,
-        env=_tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    make = ["make", "--makefile", str(LAYER_MAKEFILE), "build-SharedLayer", f"ARTIFACTS_DIR={artifacts}"]
+    result = run([*make, "PYTHON313="], cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "without precompiled bytecode" in result.stdout
     python = artifacts / "python"
