@@ -21,6 +21,7 @@ from pushdeploy.domain.rules import validate_rules_document
 from pushdeploy.installation import Target, load_local
 from pushdeploy.local.cloud import CloudOptions, LocalCloud, default_template
 from pushdeploy.local.sending import push_image
+from pushdeploy.local.services import image_source
 
 SAMPLES = 40
 _TIMEOUT_SECONDS = 30.0
@@ -33,15 +34,7 @@ def _create_services(target: Target, count: int) -> list[str]:
     registry = f"{account}.dkr.ecr.{target.region}.amazonaws.com"
     arns = []
     for number in range(count):
-        source = {
-            "ImageRepository": {
-                "ImageIdentifier": f"{registry}/latency-{number}:latest",
-                "ImageRepositoryType": "ECR",
-                "ImageConfiguration": {"Port": "8080"},
-            },
-            "AuthenticationConfiguration": {"AccessRoleArn": _ROLE.format(account=account)},
-            "AutoDeploymentsEnabled": False,
-        }
+        source = image_source(f"{registry}/latency-{number}:latest", _ROLE.format(account=account))
         created = apprunner.create_service(ServiceName=f"latency-{number}", SourceConfiguration=source)
         arns.append(created["Service"]["ServiceArn"])
     _wait(lambda: all(_status(apprunner, arn) == "RUNNING" for arn in arns), "services to be RUNNING")

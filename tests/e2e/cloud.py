@@ -26,6 +26,9 @@ import boto3
 from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.cli.main import main
 from pushdeploy.installation import Target, load_local
+from pushdeploy.local import services
+from pushdeploy.local.burst import change_records
+from pushdeploy.local.services import code_source
 from tests.conftest import ROOT
 
 READY_TIMEOUT_SECONDS = 90.0
@@ -109,15 +112,7 @@ class LocalCloud:
         return arns
 
     def create_code_service(self, name: str, repository_url: str, branch: str = "main") -> str:
-        source = {
-            "CodeRepository": {
-                "RepositoryUrl": repository_url,
-                "SourceCodeVersion": {"Type": "BRANCH", "Value": branch},
-                "CodeConfiguration": {"ConfigurationSource": "REPOSITORY"},
-            },
-            "AuthenticationConfiguration": {"ConnectionArn": CONNECTION},
-            "AutoDeploymentsEnabled": False,
-        }
+        source = code_source(repository_url, branch, CONNECTION)
         arn: str = self.client("apprunner").create_service(ServiceName=name, SourceConfiguration=source)[
             "Service"
         ]["ServiceArn"]
@@ -177,22 +172,7 @@ class LocalCloud:
 
     def changes(self) -> list[dict[str, Any]]:
         """Every change record of the ledger (a scan: tests only)."""
-        from boto3.dynamodb.types import TypeDeserializer
-
-        dynamodb = self.client("dynamodb")
-        request: dict[str, Any] = {
-            "TableName": self.state["outputs"]["LedgerTableName"],
-            "FilterExpression": "kind = :change",
-            "ExpressionAttributeValues": {":change": {"S": "change"}},
-        }
-        decode = TypeDeserializer().deserialize
-        found: list[dict[str, Any]] = []
-        while True:
-            page = dynamodb.scan(**request)
-            found.extend({name: decode(value) for name, value in item.items()} for item in page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return found
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return change_records(self.target)
 
     def deployments(self, service: str) -> list[dict[str, Any]]:
         listed: list[dict[str, Any]] = json.loads(
@@ -212,15 +192,7 @@ class LocalCloud:
 
 def image_source(repository: str, tag: str) -> dict[str, Any]:
     """An ECR image service's SourceConfiguration, in manual deployment mode."""
-    return {
-        "ImageRepository": {
-            "ImageIdentifier": f"{REGISTRY}/{repository}:{tag}",
-            "ImageRepositoryType": "ECR",
-            "ImageConfiguration": {"Port": "8080"},
-        },
-        "AuthenticationConfiguration": {"AccessRoleArn": ROLE},
-        "AutoDeploymentsEnabled": False,
-    }
+    return services.image_source(f"{REGISTRY}/{repository}:{tag}", ROLE)
 
 
 def wait_until(check: Callable[[], T | None], timeout: float = 30.0, every: float = 0.25) -> T:

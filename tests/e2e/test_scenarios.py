@@ -8,7 +8,6 @@ seconds, so that a start nobody recorded is looked for, and adopted, within the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from pushdeploy.adapters.rules_store import RulesStore
 from pushdeploy.controller import Controller, Settings
 from pushdeploy.domain.changes import Change
 from pushdeploy.domain.deployments import TERMINAL, Deployment, change_id_for
-from pushdeploy.local import pushes
+from pushdeploy.local import pushes, sending
 from tests.e2e.cloud import ACCOUNT, REGION, LocalCloud, running_local_cloud, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -186,18 +185,7 @@ def _controller(cloud: LocalCloud) -> Controller:
 
 def put_image(cloud: LocalCloud, repository: str, tag: str) -> str:
     """ECR PutImage of a new image, without the event ECR would emit: the digest."""
-    ecr = cloud.client("ecr")
-    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
-    manifest = pushes.image_manifest(repository, tag)
-    image = ecr.put_image(
-        repositoryName=repository,
-        imageManifest=manifest.text,
-        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
-        imageDigest=manifest.digest,
-        imageTag=tag,
-    )["image"]
-    return str(image["imageId"]["imageDigest"])
+    return sending.put_image(cloud.target, repository, tag)
 
 
 def ecr_push_event(event_id: str, repository: str, tag: str, digest: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 too (they may not import the tests)."""
 
 from pushdeploy.local.inprocess import (
+    ACCESS_ROLE,
     ACCOUNT,
     CONNECTION,
     INTERNAL_BUS,
@@ -22,6 +23,7 @@ from pushdeploy.local.inprocess import (
 )
 
 __all__ = [
+    "ACCESS_ROLE",
     "ACCOUNT",
     "CONNECTION",
     "INTERNAL_BUS",

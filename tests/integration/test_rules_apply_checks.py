@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from pushdeploy.local.services import code_source, image_source
 from tests.integration.cli_stack import as_stack, run
-from tests.integration.harness import ACCOUNT, CONNECTION, REGION, REGISTRY, Cloud
+from tests.integration.harness import ACCESS_ROLE, ACCOUNT, CONNECTION, REGION, REGISTRY, Cloud
 
 MISSING = f"arn:aws:apprunner:{REGION}:{ACCOUNT}:service/web-gone/{'f' * 32}"
 CODECOMMIT = f"https://git-codecommit.{REGION}.amazonaws.com/v1/repos/app"
@@ -47,38 +48,16 @@ def installed(capsys: pytest.CaptureFixture[str]) -> list[str]:
 
 
 def automatic_image_service(cloud: Cloud, name: str, tag: str = "latest") -> str:
-    created = cloud.apprunner.create_service(
-        ServiceName=name,
-        SourceConfiguration={
-            "ImageRepository": {
-                "ImageIdentifier": f"{REGISTRY}/web:{tag}",
-                "ImageRepositoryType": "ECR",
-                "ImageConfiguration": {"Port": "8080"},
-            },
-            "AuthenticationConfiguration": {
-                "AccessRoleArn": f"arn:aws:iam::{ACCOUNT}:role/AppRunnerECRAccess"
-            },
-            "AutoDeploymentsEnabled": True,
-        },
-    )
+    source = image_source(f"{REGISTRY}/web:{tag}", ACCESS_ROLE, automatic=True)
+    created = cloud.apprunner.create_service(ServiceName=name, SourceConfiguration=source)
     cloud.settle_operations()
     arn: str = created["Service"]["ServiceArn"]
     return arn
 
 
 def automatic_code_service(cloud: Cloud, name: str, url: str, branch: str = "main") -> str:
-    created = cloud.apprunner.create_service(
-        ServiceName=name,
-        SourceConfiguration={
-            "CodeRepository": {
-                "RepositoryUrl": url,
-                "SourceCodeVersion": {"Type": "BRANCH", "Value": branch},
-                "CodeConfiguration": {"ConfigurationSource": "REPOSITORY"},
-            },
-            "AuthenticationConfiguration": {"ConnectionArn": CONNECTION},
-            "AutoDeploymentsEnabled": True,
-        },
-    )
+    source = code_source(url, branch, CONNECTION, automatic=True)
+    created = cloud.apprunner.create_service(ServiceName=name, SourceConfiguration=source)
     cloud.settle_operations()
     arn: str = created["Service"]["ServiceArn"]
     return arn

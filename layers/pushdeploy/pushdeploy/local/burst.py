@@ -31,7 +31,8 @@ from pushdeploy.domain.deployments import Deployment, Status
 from pushdeploy.domain.rules import Rule, validate_rules_document
 from pushdeploy.installation import Target
 from pushdeploy.local import pushes
-from pushdeploy.local.sending import put_event
+from pushdeploy.local.sending import put_event, put_image
+from pushdeploy.local.services import image_source
 
 SERVICES = 20
 VERSIONS = 10
@@ -147,15 +148,8 @@ def prepare(target: Target, services: int) -> dict[str, str]:
 
 
 def _image_source(target: Target, repository: str, tag: str) -> dict[str, Any]:
-    return {
-        "ImageRepository": {
-            "ImageIdentifier": f"{registry(target)}/{repository}:{tag}",
-            "ImageRepositoryType": "ECR",
-            "ImageConfiguration": {"Port": "8080"},
-        },
-        "AuthenticationConfiguration": {"AccessRoleArn": _ROLE.format(account=target.extra["account"])},
-        "AutoDeploymentsEnabled": False,
-    }
+    role = _ROLE.format(account=target.extra["account"])
+    return image_source(f"{registry(target)}/{repository}:{tag}", role)
 
 
 def registry(target: Target) -> str:
@@ -196,15 +190,7 @@ def push_burst(target: Target, repositories: dict[str, str], versions: int) -> l
 def push(target: Target, service: str, repository: str, tag: str) -> Push:
     """ECR PutImage of a new manifest, then the `ECR Image Action` event: `sending.push_image` without its
     CreateRepository (the repository exists)."""
-    manifest = pushes.image_manifest(repository, tag)
-    image = target.client("ecr").put_image(
-        repositoryName=repository,
-        imageManifest=manifest.text,
-        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
-        imageDigest=manifest.digest,
-        imageTag=tag,
-    )["image"]
-    digest = str(image["imageId"]["imageDigest"])
+    digest = put_image(target, repository, tag, create_repository=False)
     put_event(target, pushes.ecr_push_entry(repository, tag, digest))
     return Push(service, repository, tag, digest)
 

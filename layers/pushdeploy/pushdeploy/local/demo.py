@@ -26,6 +26,7 @@ summary. It exits 0 only if every step settled as expected, and ends with what t
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -46,6 +47,7 @@ from pushdeploy.installation import Target, load_local
 from pushdeploy.local.apprunner_sim import AppRunnerSimulator
 from pushdeploy.local.cloud import CloudOptions, LocalCloud, default_template
 from pushdeploy.local.sending import push_image, push_webhook
+from pushdeploy.local.services import code_source, image_source
 from pushdeploy.operators import Operator
 
 ACCOUNT = "111122223333"
@@ -103,13 +105,19 @@ class Demo:
     statuses: list[dict[str, Any]] = field(default_factory=list)
     live: Live | None = None
 
-    @property
+    # Made once: the demo polls the ledger many times a second.
+    @functools.cached_property
     def ledger(self) -> Ledger:
         return Ledger(self.target.client("dynamodb"), self.target.output("LedgerTableName"))
 
-    @property
+    @functools.cached_property
     def operator(self) -> Operator:
         return installation.operator(self.target)
+
+    @functools.cached_property
+    def actor(self) -> str:
+        """Who the on-call steps act as (STS GetCallerIdentity, once)."""
+        return installation.caller(self.target)
 
     @property
     def simulator(self) -> AppRunnerSimulator:
@@ -238,30 +246,12 @@ def _note(deployment: Deployment) -> str:
 def create_services(demo: Demo) -> None:
     apprunner = demo.target.client("apprunner")
     for name, tag in (("web-staging", "latest"), ("web-prod", "v1.0.0")):
-        source = {
-            "ImageRepository": {
-                "ImageIdentifier": f"{REGISTRY}/web:{tag}",
-                "ImageRepositoryType": "ECR",
-                "ImageConfiguration": {"Port": "8080"},
-            },
-            "AuthenticationConfiguration": {"AccessRoleArn": ROLE},
-            "AutoDeploymentsEnabled": False,
-        }
-        demo.services[name] = apprunner.create_service(ServiceName=name, SourceConfiguration=source)[
-            "Service"
-        ]["ServiceArn"]
-    code = {
-        "CodeRepository": {
-            "RepositoryUrl": "https://github.com/Codertocat/Hello-World",
-            "SourceCodeVersion": {"Type": "BRANCH", "Value": "master"},
-            "CodeConfiguration": {"ConfigurationSource": "REPOSITORY"},
-        },
-        "AuthenticationConfiguration": {"ConnectionArn": CONNECTION},
-        "AutoDeploymentsEnabled": False,
-    }
-    demo.services["hello"] = apprunner.create_service(ServiceName="hello", SourceConfiguration=code)[
-        "Service"
-    ]["ServiceArn"]
+        source = image_source(f"{REGISTRY}/web:{tag}", ROLE)
+        created = apprunner.create_service(ServiceName=name, SourceConfiguration=source)
+        demo.services[name] = created["Service"]["ServiceArn"]
+    code = code_source("https://github.com/Codertocat/Hello-World", "master", CONNECTION)
+    created = apprunner.create_service(ServiceName="hello", SourceConfiguration=code)
+    demo.services["hello"] = created["Service"]["ServiceArn"]
     wait_for_services(demo)
 
 
@@ -397,7 +387,7 @@ def github_push(demo: Demo) -> str:
 
 def manual_deploy(demo: Demo) -> str:
     staging = demo.services["web-staging"]
-    actor = installation.caller(demo.target)
+    actor = demo.actor
     queued = demo.operator.deploy(staging, reason=ACTOR_REASON, actor=actor)
     deployment = demo.wait_until_settled(staging, 2)[-1]
     expect(deployment.id == queued.id, "the manual deploy should be the newest deployment of web-staging")
@@ -408,7 +398,7 @@ def manual_deploy(demo: Demo) -> str:
 
 def pause_and_resume(demo: Demo) -> str:
     prod = demo.services["web-prod"]
-    actor = installation.caller(demo.target)
+    actor = demo.actor
     demo.operator.pause(prod, reason="demo: incident on web-prod", actor=actor)
     before = len(demo.ledger.for_service(prod, limit=None))
     for tag in ("v1.7.0", "v1.7.1"):
@@ -427,7 +417,7 @@ def operator_rollback(demo: Demo) -> str:
     prod = demo.services["web-prod"]
     good = next(d for d in demo.ledger.for_service(prod, limit=None) if d.tag == "v1.5.3")
     before = len(demo.ledger.for_service(prod, limit=None))
-    demo.operator.rollback(prod, reason="demo: v1.7.1 misbehaves", actor=installation.caller(demo.target))
+    demo.operator.rollback(prod, reason="demo: v1.7.1 misbehaves", actor=demo.actor)
     deployment = demo.wait_until_settled(prod, before + 1)[-1]
     expect(deployment.status == "succeeded", f"the rollback ended {deployment.status}")
     expect(deployment.digest == good.digest, "the rollback should pin the previous good digest (v1.5.3)")

@@ -25,6 +25,7 @@ from pushdeploy.adapters.rules_store import RulesStore
 from pushdeploy.domain.deployments import Deployment
 from pushdeploy.domain.rules import Rule, validate_rules_document
 from pushdeploy.local.apprunner_sim import AppRunnerSimulator
+from pushdeploy.local.services import code_source, image_source
 from pushdeploy.local.template import load_template, table_specs
 
 # The project (template.yaml, functions/): this package lives in layers/pushdeploy/pushdeploy/local/.
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[4]
 REGION = "us-east-1"
 ACCOUNT = "111122223333"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+ACCESS_ROLE = f"arn:aws:iam::{ACCOUNT}:role/AppRunnerECRAccess"  # an image service's ECR access
 CONNECTION = f"arn:aws:apprunner:{REGION}:{ACCOUNT}:connection/github/0123456789abcdef0123456789abcdef"
 INTERNAL_BUS = "test-internal"  # the stack's internal bus: the webhook forwards changes on it
 TABLES = {"LedgerTable": "test-ledger", "RulesTable": "test-rules", "IdempotencyTable": "test-idempotency"}
@@ -95,37 +97,15 @@ class Cloud:
     # --- App Runner ------------------------------------------------------------------------------
 
     def create_image_service(self, name: str, tag: str = "latest", repository: str = "web") -> str:
-        created = self.apprunner.create_service(
-            ServiceName=name,
-            SourceConfiguration={
-                "ImageRepository": {
-                    "ImageIdentifier": f"{REGISTRY}/{repository}:{tag}",
-                    "ImageRepositoryType": "ECR",
-                    "ImageConfiguration": {"Port": "8080"},
-                },
-                "AuthenticationConfiguration": {
-                    "AccessRoleArn": f"arn:aws:iam::{ACCOUNT}:role/AppRunnerECRAccess"
-                },
-                "AutoDeploymentsEnabled": False,
-            },
-        )
+        source = image_source(f"{REGISTRY}/{repository}:{tag}", ACCESS_ROLE)
+        created = self.apprunner.create_service(ServiceName=name, SourceConfiguration=source)
         arn: str = created["Service"]["ServiceArn"]
         self.settle_operations()
         return arn
 
     def create_code_service(self, name: str, repository_url: str, branch: str = "main") -> str:
-        created = self.apprunner.create_service(
-            ServiceName=name,
-            SourceConfiguration={
-                "CodeRepository": {
-                    "RepositoryUrl": repository_url,
-                    "SourceCodeVersion": {"Type": "BRANCH", "Value": branch},
-                    "CodeConfiguration": {"ConfigurationSource": "REPOSITORY"},
-                },
-                "AuthenticationConfiguration": {"ConnectionArn": CONNECTION},
-                "AutoDeploymentsEnabled": False,
-            },
-        )
+        source = code_source(repository_url, branch, CONNECTION)
+        created = self.apprunner.create_service(ServiceName=name, SourceConfiguration=source)
         arn: str = created["Service"]["ServiceArn"]
         self.settle_operations()
         return arn

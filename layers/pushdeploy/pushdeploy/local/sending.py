@@ -18,9 +18,18 @@ _WEBHOOK_TIMEOUT_SECONDS = 15
 
 def push_image(target: Target, repository: str, tag: str | None) -> str:
     """ECR PutImage of a new manifest, then the `ECR Image Action` event AWS would emit. The digest."""
+    digest = put_image(target, repository, tag)
+    put_event(target, pushes.ecr_push_entry(repository, tag, digest))
+    return digest
+
+
+def put_image(target: Target, repository: str, tag: str | None, create_repository: bool = True) -> str:
+    """ECR PutImage of a new manifest (a new digest every time), without the event: the digest. The
+    repository is created first unless the caller knows it exists."""
     ecr = target.client("ecr")
-    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
+    if create_repository:
+        with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+            ecr.create_repository(repositoryName=repository)
     manifest = pushes.image_manifest(repository, tag)
     put: dict[str, Any] = {
         "repositoryName": repository,
@@ -30,10 +39,7 @@ def push_image(target: Target, repository: str, tag: str | None) -> str:
     }
     if tag is not None:
         put["imageTag"] = tag
-    image = ecr.put_image(**put)["image"]
-    digest = str(image["imageId"]["imageDigest"])
-    put_event(target, pushes.ecr_push_entry(repository, tag, digest))
-    return digest
+    return str(ecr.put_image(**put)["image"]["imageId"]["imageDigest"])
 
 
 def push_codecommit(target: Target, repository: str, branch: str, commit: str) -> str:
