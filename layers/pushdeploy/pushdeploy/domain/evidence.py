@@ -116,49 +116,47 @@ def own_operation(
     candidates.sort(key=lambda op: op.started_at or datetime.min, reverse=True)
     if candidates[0].running:
         return Unconfirmed(candidates[0])  # only the newest can still run; its image shows when it ends
-    return _proven(deployment, candidates, operations, configured) or _on_timing_alone(deployment, candidates)
+    succeeded = [op for op in candidates if op.status == "SUCCEEDED"]
+    ended_otherwise = [op for op in candidates if op.status != "SUCCEEDED"]
+    if succeeded:
+        # Proof beats timing: a later failed operation in a window (someone else's, say) must not hide
+        # the deployment's own that succeeded.
+        judged = _judge_succeeded(deployment, succeeded, operations, configured())
+        if isinstance(judged, Own) or not ended_otherwise:
+            return judged
+    return _on_timing_alone(deployment, ended_otherwise)
 
 
 _TIMING = "operation {} started inside the window of one of its App Runner calls"
 
 
-def _proven(
+def _judge_succeeded(
     deployment: Deployment,
-    candidates: Sequence[Operation],
+    succeeded: Sequence[Operation],
     operations: Sequence[Operation],
-    configured: Callable[[], str],
-) -> Own | NotOwn | None:
-    """Judge the UpdateServices that succeeded, newest first: the deployment's own is the one after which
-    no other succeeded and App Runner is configured with the deployment's image. Proof beats timing, so a
-    later failed operation in a window (someone else's, say) does not hide it. None: none succeeded."""
-    refuted: list[NotOwn] = []
-    seen: list[str] = []
-    for operation in (op for op in candidates if op.status == "SUCCEEDED"):
+    configured: str,
+) -> Own | NotOwn:
+    """Of UpdateServices that succeeded (newest first), the deployment's own is the one after which no
+    other succeeded while App Runner is configured with the deployment's image; else the earliest, the
+    one that took the service from this deployment, is someone else's."""
+    for operation in succeeded:
         # Only a later UpdateService can have changed the image since (StartDeployment redeploys it).
         later_update = any(
             op.type == "UPDATE_SERVICE" and op.status == "SUCCEEDED" and _after(op, operation)
             for op in operations
         )
-        if not seen:
-            seen.append(configured())
-        if not later_update and seen[0] == deployment.image:
-            timing = _TIMING.format(operation.id)
-            return Own(operation, f"{timing} and App Runner is configured with its image")
-        refuted.append(
-            NotOwn(operation, f"it left App Runner configured with {seen[0]}, not {deployment.image}")
-        )
-    ended_otherwise = [op for op in candidates if op.status != "SUCCEEDED"]
-    if refuted and not ended_otherwise:
-        return refuted[-1]  # the earliest: the one that took the service from this deployment
-    return None
+        if not later_update and configured == deployment.image:
+            return Own(
+                operation, f"{_TIMING.format(operation.id)} and App Runner is configured with its image"
+            )
+    return NotOwn(succeeded[-1], f"it left App Runner configured with {configured}, not {deployment.image}")
 
 
-def _on_timing_alone(deployment: Deployment, candidates: Sequence[Operation]) -> Own:
+def _on_timing_alone(deployment: Deployment, ended_otherwise: Sequence[Operation]) -> Own:
     """An UpdateService that failed or rolled back leaves the old image configured: there is nothing more
     to check. App Runner starts an operation within moments of the call that asks for it, while a window
     whose end went unrecorded stays open for the longest call: the operation that started closest to the
     start of one of its calls is taken (someone else's, later in that window, is not)."""
-    ended_otherwise = [op for op in candidates if op.status != "SUCCEEDED"]
     operation = min(ended_otherwise, key=lambda op: _from_nearest_call(deployment, op))
     timing = _TIMING.format(operation.id)
     return Own(operation, f"{timing}; it ended {operation.status}, so the image cannot be checked")
