@@ -229,6 +229,19 @@ def test_an_update_service_still_running_is_unconfirmed(status: str) -> None:
     assert configured.calls == 0
 
 
+@pytest.mark.parametrize("listed_first", ["running", "ended"])
+def test_a_running_update_service_waits_even_when_an_ended_one_started_in_the_same_second(
+    listed_first: str,
+) -> None:
+    """ListOperations gives start times to the second; App Runner runs one operation at a time, so the
+    running one is the newest and is never adopted as ended, nor hidden by the one before it."""
+    running = operation(T0, status="IN_PROGRESS", operation_id="op-running")
+    ended = operation(T0, status="SUCCEEDED", operation_id="op-ended")
+    listed = [running, ended] if listed_first == "running" else [ended, running]
+    verdict = judge(deployment(attempts=[attempt()]), listed, Configured(OTHER_IMAGE))
+    assert verdict == Unconfirmed(running)
+
+
 def test_an_update_service_that_succeeded_with_the_image_configured_is_own() -> None:
     configured = Configured(IMAGE)
     ours = operation(T0 + SECOND)
@@ -353,25 +366,62 @@ def test_a_verdict_names_an_operation_of_its_type_inside_a_window_or_none(
         return
     chosen = verdict.operation
     assert chosen in inside
-    starts = [op.started_at for op in inside if op.started_at]
-    if isinstance(verdict, NotOwn):
-        assert chosen.started_at == min(starts)  # every one was refuted: the earliest is named
-    elif kind == "START_DEPLOYMENT":
-        assert chosen.started_at == min(starts)
-    else:  # judged newest first: only refuted (succeeded, other image) UpdateServices come after it
-        assert chosen.started_at is not None
-        newer = [op for op in inside if op.started_at and op.started_at > chosen.started_at]
-        assert all(op.type == "UPDATE_SERVICE" and op.status == "SUCCEEDED" for op in newer)
-    if kind == "START_DEPLOYMENT" or (not chosen.running and chosen.status != "SUCCEEDED"):
+    if kind == "START_DEPLOYMENT":
         assert isinstance(verdict, Own)
-    elif chosen.running:
-        assert isinstance(verdict, Unconfirmed)
-    elif now_configured != IMAGE:
-        assert isinstance(verdict, NotOwn)
+        assert chosen.started_at == min(op.started_at for op in inside if op.started_at)
+    else:
+        assert_update_service_verdict(verdict, deployed, inside, listed, now_configured)
     for op in inside:  # in_windows agrees with the attempts' own windows, which may have started
         assert op.started_at is not None
         windows = [a.window(LONGEST_CALL, SKEW) for a in log if a.may_have_started()]
         assert any(opened <= op.started_at <= closed for opened, closed in windows)
+
+
+def succeeded_later(operation: Operation, listed: list[Operation]) -> bool:
+    """Whether another UpdateService succeeded after it: only that can change the configured image."""
+    return any(
+        op.type == "UPDATE_SERVICE"
+        and op.status == "SUCCEEDED"
+        and op.started_at is not None
+        and operation.started_at is not None
+        and op.started_at > operation.started_at
+        for op in listed
+    )
+
+
+def assert_update_service_verdict(
+    verdict: Unconfirmed | Own | NotOwn,
+    deployed: Deployment,
+    inside: list[Operation],
+    listed: list[Operation],
+    now_configured: str,
+) -> None:
+    """The rules for an UpdateService, in their order: a running one waits; one that succeeded is proven
+    by the image it left configured; else the one that started closest to a call is taken on timing."""
+    chosen = verdict.operation
+    running = [op for op in inside if op.running]
+    succeeded = [op for op in inside if op.status == "SUCCEEDED"]
+    ended_otherwise = [op for op in inside if not op.running and op.status != "SUCCEEDED"]
+    if running:
+        assert isinstance(verdict, Unconfirmed)
+        assert chosen.started_at == max(op.started_at for op in running if op.started_at)
+        return
+    assert not chosen.running
+    proven = [op for op in succeeded if now_configured == IMAGE and not succeeded_later(op, listed)]
+    if proven:  # proof beats timing
+        assert isinstance(verdict, Own)
+        assert chosen in proven
+    elif isinstance(verdict, NotOwn):
+        assert succeeded
+        assert not ended_otherwise
+        assert chosen.started_at == min(op.started_at for op in succeeded if op.started_at)
+    else:
+        assert chosen in ended_otherwise
+        calls = [a.at for a in deployed.attempt_log if a.may_have_started()]
+        distance = {
+            op.id: min(abs(op.started_at - at) for at in calls) for op in ended_otherwise if op.started_at
+        }
+        assert distance[chosen.id] == min(distance.values())
 
 
 @pytest.mark.parametrize("action", ["start_deployment", "update_service"])

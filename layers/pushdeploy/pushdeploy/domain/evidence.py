@@ -114,8 +114,11 @@ def own_operation(
     # The newest first: an earlier window may hold someone else's operation that a later call of this
     # deployment's then followed (its own operation, which must not be started a third time).
     candidates.sort(key=lambda op: op.started_at or datetime.min, reverse=True)
-    if candidates[0].running:
-        return Unconfirmed(candidates[0])  # only the newest can still run; its image shows when it ends
+    running = [op for op in candidates if op.running]
+    if running:
+        # App Runner runs one operation at a time, so a running one is the newest, even where start
+        # times, listed to the second, tie. Its image shows only when it ends.
+        return Unconfirmed(running[0])
     succeeded = [op for op in candidates if op.status == "SUCCEEDED"]
     ended_otherwise = [op for op in candidates if op.status != "SUCCEEDED"]
     if succeeded:
