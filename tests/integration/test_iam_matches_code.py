@@ -11,16 +11,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from pushdeploy import runtime
+from pushdeploy.adapters.rules_store import RulesStore
+from pushdeploy.local import pushes
 from pushdeploy.local.template import load_template
 from pushdeploy.sources.signatures import sign
 from tests.conftest import PAYLOADS
-from tests.integration.harness import INTERNAL_BUS, ROOT, TABLES, WEBHOOK_SECRETS, Cloud, function_url_event
+from tests.integration.harness import (
+    ACCOUNT,
+    INTERNAL_BUS,
+    REGION,
+    ROOT,
+    TABLES,
+    WEBHOOK_SECRETS,
+    Cloud,
+    function_url_event,
+)
+
+OTHER_ACCOUNT = "222233334444"
 
 Grant = tuple[str, str]  # (IAM action, the stack resource it is on)
 
@@ -29,14 +44,16 @@ FUNCTIONS = {
     "commit_pushed": "CommitPushedFunction",
     "operation_changed": "OperationChangedFunction",
     "reconciler": "ReconcilerFunction",
+    "sweeper": "SweeperFunction",
     "webhook": "WebhookFunction",
 }
-ASYNC_FUNCTIONS = {"image_pushed", "commit_pushed", "operation_changed", "reconciler"}
+ASYNC_FUNCTIONS = {"image_pushed", "commit_pushed", "operation_changed", "reconciler", "sweeper"}
 DEAD_LETTER_QUEUES = {
     "image_pushed": "ImagePushedDeadLetterQueue",
     "commit_pushed": "CommitPushedDeadLetterQueue",
     "operation_changed": "OperationChangedDeadLetterQueue",
     "reconciler": "ReconcilerDeadLetterQueue",
+    "sweeper": "SweeperDeadLetterQueue",
 }
 TABLE_RESOURCES = {name: logical for logical, name in TABLES.items()}
 DIGESTS = [f"sha256:{n:064x}" for n in range(1, 12)]
@@ -95,6 +112,12 @@ def grants_of(service: str, operation: str, params: dict[str, Any]) -> set[Grant
         return {("sqs:SendMessage", "DeadLetterQueue")}
     if service == "secretsmanager":
         return {(f"secretsmanager:{operation}", "WebhookSecrets")}
+    if service == "ecr":
+        return {(f"ecr:{operation}", "EcrRepositories")}
+    if service == "codecommit":
+        return {(f"codecommit:{operation}", "CodeCommitRepositories")}
+    if service == "sts" and operation == "AssumeRole":
+        return {("sts:AssumeRole", "SweepRoles")}
     if service == "apprunner":
         found = {(f"apprunner:{operation}", "AppRunnerServices")}
         if operation == "UpdateService":
@@ -108,7 +131,7 @@ def template_grants(logical_id: str) -> set[Grant]:
     function = template["Resources"][logical_id]
     granted: set[Grant] = set()
     for policy in function["Properties"].get("Policies", []):
-        for statement in policy["Statement"]:
+        for statement in map(_when_configured, policy["Statement"]):
             assert statement["Effect"] == "Allow", statement.get("Sid")
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             resources = (
@@ -118,6 +141,15 @@ def template_grants(logical_id: str) -> set[Grant]:
                 for resource in resources:
                     granted.add((action, _resource_name(resource)))
     return granted
+
+
+def _when_configured(statement: dict[str, Any]) -> dict[str, Any]:
+    """A statement present only under a condition (`!If [Cond, statement, !Ref AWS::NoValue]`) as it is
+    when the parameter behind the condition is set: the paths below exercise it."""
+    if "Fn::If" in statement:
+        _condition, present, _absent = statement["Fn::If"]
+        return dict(present)
+    return statement
 
 
 def _resource_name(resource: Any) -> str:
@@ -132,6 +164,9 @@ def _resource_name(resource: Any) -> str:
         "WebhookSecrets": "WebhookSecret",
         "AppRunnerServices": "AppRunnerServiceArns",
         "AppRunnerAccessRoles": "AppRunnerAccessRoleArns",
+        "EcrRepositories": ":repository/*",
+        "CodeCommitRepositories": ":codecommit:",
+        "SweepRoles": "SweepRoleArns",
     }.items():
         if fragment in text:
             return name
@@ -139,11 +174,21 @@ def _resource_name(resource: Any) -> str:
 
 
 @pytest.fixture
-def recorder(cloud: Cloud) -> CallRecorder:
+def recorder(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> CallRecorder:
     recording = CallRecorder()
     clients = {runtime.client(name) for name in ("dynamodb", "events", "sqs", "secretsmanager")}
     for client in (*clients, cloud.apprunner):
         client.meta.events.register("before-parameter-build.*.*", recording)
+    made_by_runtime = runtime._new_client
+
+    def recorded(service: str, region: str | None, credentials: Any) -> Any:
+        made = made_by_runtime(service, region, credentials)
+        # A client with another account's role acts with that role's grants, not the function's.
+        if not credentials:
+            made.meta.events.register("before-parameter-build.*.*", recording)
+        return made
+
+    monkeypatch.setattr(runtime, "_new_client", recorded)
     return recording
 
 
@@ -211,6 +256,77 @@ def exercise_every_path(cloud: Cloud, recorder: CallRecorder) -> None:
         cloud.invoke("commit_pushed", {"source": "aws.codecommit", "id": "z"})  # dead-lettered
         with _failing_reads(), pytest.raises(Exception, match="boom"):
             cloud.invoke("commit_pushed", {**second_push, "id": "again"})  # idempotency DeleteItem
+    exercise_the_sweep(cloud, recorder, staging, prod)
+
+
+@pytest.fixture(autouse=True)
+def sweep_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the cloud is built: ECR's registry is the rules' account; the sweeper may assume a role in
+    another account and takes a push as lost at once."""
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
+    monkeypatch.setenv("SWEEP_GRACE_SECONDS", "0")
+    monkeypatch.setenv("SWEEP_ROLE_ARNS", f"arn:aws:iam::{OTHER_ACCOUNT}:role/pushdeploy-sweep")
+
+
+def exercise_the_sweep(cloud: Cloud, recorder: CallRecorder, staging: str, prod: str) -> None:
+    """The sweeper finds lost pushes: in this account's ECR (a busy service: ListOperations; a semver
+    tag: UpdateService), in another account's (through its role), and in CodeCommit (a branch pattern)."""
+    cloud.finish_operations()
+    cloud.reconcile()
+    cloud.apprunner.start_deployment(ServiceArn=staging)  # by hand: App Runner answers the sweep "busy"
+    put_image_without_event("latest")
+    put_image_without_event("v1.9.0")
+    code = cloud.create_code_service("app-code", "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/app")
+    stored = RulesStore(cloud.dynamodb, TABLES["RulesTable"]).all_rules()
+    codecommit_rule = {"provider": "codecommit", "repository": "app", "branch_glob": "*"}
+    theirs = {"repository": "web", "tag": "x", "account": OTHER_ACCOUNT}
+    cloud.apply_rules(
+        [
+            *(rule.model_dump(exclude_none=True) for rule in stored),
+            {"id": "app", "service": code, "code": codecommit_rule},
+            {"id": "theirs", "service": prod, "image": theirs},
+        ]
+    )
+    codecommit = boto3.client("codecommit", region_name=REGION)
+    codecommit.meta.events.register("before-parameter-build.*.*", recorder)
+    with Stubber(codecommit) as stubber, _sweeper_codecommit(codecommit):
+        for head in ("a" * 40, "b" * 40):  # a baseline, then a head whose event was lost
+            stubber.add_response("list_branches", {"branches": ["main"]}, {"repositoryName": "app"})
+            stubber.add_response(
+                "get_branch",
+                {"branch": {"branchName": "main", "commitId": head}},
+                {"repositoryName": "app", "branchName": "main"},
+            )
+            with recorder.running("sweeper"):
+                cloud.invoke("sweeper", {"source": "aws.events", "detail-type": "Scheduled Event"})
+            cloud.settle_operations()
+
+
+@contextmanager
+def _sweeper_codecommit(codecommit: Any) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        others = runtime.client
+        patch.setattr(
+            runtime,
+            "client",
+            lambda service, region=None: codecommit if service == "codecommit" else others(service, region),
+        )
+        yield
+
+
+def put_image_without_event(tag: str) -> str:
+    ecr = boto3.client("ecr", region_name=REGION)
+    with suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName="web")
+    manifest = pushes.image_manifest("web", tag)
+    ecr.put_image(
+        repositoryName="web",
+        imageManifest=manifest.text,
+        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
+        imageTag=tag,
+        imageDigest=manifest.digest,
+    )
+    return manifest.digest
 
 
 def _github_push(

@@ -27,6 +27,7 @@ FUNCTIONS = {
     "CommitPushedFunction": "commit_pushed",
     "OperationChangedFunction": "operation_changed",
     "ReconcilerFunction": "reconciler",
+    "SweeperFunction": "sweeper",
     "WebhookFunction": "webhook",
 }
 # Invoked asynchronously (EventBridge rules, schedules): retries, on-failure destination, dead-letter queue.
@@ -56,6 +57,7 @@ EXPECTED_PATTERNS = {
         {"source": ["aws.apprunner"], "detail-type": ["AppRunner Service Operation Status Change"]},
     ],
     "ReconcilerFunction": [],
+    "SweeperFunction": [],
 }
 
 GLOBAL_ENV = {
@@ -134,7 +136,10 @@ def _statements(function: dict[str, Any]) -> list[dict[str, Any]]:
     for policy in function["Properties"].get("Policies", []):
         assert isinstance(policy, dict), f"only inline policies expected: {policy}"
         assert "Statement" in policy, f"only inline policies expected: {policy}"
-        statements.extend(_as_list(policy["Statement"]))
+        for statement in _as_list(policy["Statement"]):
+            # A statement only present under a condition: `!If [Cond, statement, !Ref AWS::NoValue]`.
+            present = statement["Fn::If"][1:] if "Fn::If" in statement else [statement]
+            statements.extend(s for s in present if s != {"Ref": "AWS::NoValue"})
     return statements
 
 
@@ -386,6 +391,35 @@ def test_dead_letter_queue_policy_admits_only_the_functions_rules(
     assert source_arns == sorted(RULE_ARN_PREFIX + name for name in _rule_names(function))
 
 
+def test_sweeper_schedule_and_reach(template: dict[str, Any], functions: dict[str, Any]) -> None:
+    """Every SweepIntervalMinutes (default 5); it reads this account's ECR repositories and CodeCommit
+    branches, and other accounts' only through the roles named in SweepRoleArns."""
+    props = functions["SweeperFunction"]["Properties"]
+    (event,) = props["Events"].values()
+    condition, singular, plural = event["Properties"]["Schedule"]["Fn::If"]
+    assert singular == "rate(1 minute)"
+    assert _sub(plural) == "rate(${SweepIntervalMinutes} minutes)"
+    assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": "SweepIntervalMinutes"}, "1"]}
+    assert template["Parameters"]["SweepIntervalMinutes"]["Default"] == 5
+    statements = props["Policies"][0]["Statement"]
+    by_sid = {s["Sid"]: s for s in _statements(functions["SweeperFunction"])}
+    assert (
+        _sub(by_sid["EcrImages"]["Resource"]) == "arn:${AWS::Partition}:ecr:*:${AWS::AccountId}:repository/*"
+    )
+    assert (
+        _sub(by_sid["CodeCommitBranches"]["Resource"])
+        == "arn:${AWS::Partition}:codecommit:*:${AWS::AccountId}:*"
+    )
+    (optional,) = [s for s in statements if "Fn::If" in s]
+    condition, assume, absent = optional["Fn::If"]
+    assert condition == "HasSweepRoles"
+    assert (assume["Action"], _ref(assume["Resource"])) == ("sts:AssumeRole", "SweepRoleArns")
+    assert absent == {"Ref": "AWS::NoValue"}
+    assert props["Environment"]["Variables"]["SWEEP_ROLE_ARNS"] == {
+        "Fn::Join": [",", {"Ref": "SweepRoleArns"}]
+    }
+
+
 def test_reconciler_schedule(template: dict[str, Any], functions: dict[str, Any]) -> None:
     props = functions["ReconcilerFunction"]["Properties"]
     assert "ReservedConcurrentExecutions" not in props  # safe to overlap; reserving can fail to deploy
@@ -534,7 +568,7 @@ def test_commit_pushed_cannot_pass_roles_or_update_services(functions: dict[str,
 
 
 @pytest.mark.parametrize(
-    "logical_id", ["ImagePushedFunction", "OperationChangedFunction", "ReconcilerFunction"]
+    "logical_id", ["ImagePushedFunction", "OperationChangedFunction", "ReconcilerFunction", "SweeperFunction"]
 )
 def test_image_deployers_pass_only_access_roles_to_app_runner(
     functions: dict[str, Any], logical_id: str
@@ -582,7 +616,10 @@ def test_data_access(resources: dict[str, Any], functions: dict[str, Any], logic
         assert rules not in _resources_for(function, f"dynamodb:{action}"), "the rules table is read-only"
 
     actions = {a for s in _statements(function) for a in _actions(s)}
-    assert not {"dynamodb:Scan", "dynamodb:BatchWriteItem"} & actions
+    assert "dynamodb:BatchWriteItem" not in actions
+    # Only the sweep lists every rule (the sources they watch), on its schedule; no function scans the ledger.
+    scanned = _resources_for(function, "dynamodb:Scan")
+    assert scanned == ([rules] if logical_id == "SweeperFunction" else [])
 
     assert _resources_for(function, "events:PutEvents") == [{"Fn::Sub": EVENT_BUS_ARN}]
     (publish,) = [s for s in _statements(function) if "events:PutEvents" in _actions(s)]

@@ -18,7 +18,7 @@ from pushdeploy.sources import parse_any, parse_eventbridge_event
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 # Samples of invocations that are not source events: the reconciler's schedule tick and a webhook's
 # Function URL request (whose body `test_sources_webhooks` covers).
-NOT_SOURCE_EVENTS = {"reconciler-scheduled.json", "webhook-github-push.json"}
+NOT_SOURCE_EVENTS = {"reconciler-scheduled.json", "sweeper-scheduled.json", "webhook-github-push.json"}
 SOURCE_SAMPLES = sorted(path for path in EVENTS.glob("*.json") if path.name not in NOT_SOURCE_EVENTS)
 SERVICE = "arn:aws:apprunner:us-east-1:111122223333:service/web-prod/0123456789abcdef0123456789abcdef"
 

@@ -25,7 +25,7 @@ from pushdeploy.adapters.apprunner import DeployTarget, TargetGone
 from pushdeploy.adapters.ledger import DuplicateDeployment, Ledger
 from pushdeploy.domain.changes import Change, OperationEvent
 from pushdeploy.domain.decisions import Decision, decide
-from pushdeploy.domain.deployments import Deployment, Status
+from pushdeploy.domain.deployments import Deployment, Status, Trigger
 from pushdeploy.domain.evidence import DEPLOY_TYPES
 from pushdeploy.domain.order import OrderKind
 from pushdeploy.domain.rules import CompiledRule
@@ -102,11 +102,19 @@ class Controller:
 
     # --- a change arrives ---------------------------------------------------------------------------
 
-    def handle_change(self, change: Change, change_id: str, event_id: str | None = None) -> ChangeReport:
+    def handle_change(
+        self,
+        change: Change,
+        change_id: str,
+        event_id: str | None = None,
+        trigger: Trigger = "push",
+        note: str | None = None,
+    ) -> ChangeReport:
         """Decide for every rule that watches the change, deploy what must be, record it all once.
 
         A change already recorded (the same event, or the same signed push, delivered again) is not
-        decided again: its record says what became of it."""
+        decided again: its record says what became of it. `trigger` says what brought the change (its
+        event, or the sweep) and `note` says so in words on its record."""
         recorded = self.ledger.decided_change(change_id)
         if recorded is not None:
             logger.info("change already decided", extra={"change_id": change_id})
@@ -114,7 +122,7 @@ class Controller:
         rules = {rule.id: rule for rule in self.rules.watching(change)}
         report = ChangeReport(change_id)
         for decision in decide(change, rules.values()):
-            report.outcomes.append(self._apply(decision, rules[decision.rule], change, change_id))
+            report.outcomes.append(self._apply(decision, rules[decision.rule], change, change_id, trigger))
         now = self.clock()
         expires = None
         if not report.deployments:
@@ -128,6 +136,8 @@ class Controller:
                 "decisions": [outcome.as_record() for outcome in report.outcomes],
                 "event_id": event_id,
                 "received_at": now,
+                "trigger": trigger,
+                "note": note,
             },
             expires,
         )
@@ -138,12 +148,12 @@ class Controller:
         return report
 
     def _apply(
-        self, decision: Decision, rule: CompiledRule, change: Change, change_id: str
+        self, decision: Decision, rule: CompiledRule, change: Change, change_id: str, trigger: Trigger
     ) -> DecisionOutcome:
         if not decision.deploys:
             return DecisionOutcome(decision, note=decision.reason)
         deployment = Deployment.from_decision(
-            decision, change, change_id, self.clock(), order_of(rule, change)
+            decision, change, change_id, self.clock(), order_of(rule, change), trigger
         )
         if self.ledger.deployment(deployment.id) is not None:
             # A retry of this very change: report its deployment, never refuse it against itself.

@@ -23,6 +23,7 @@ from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.adapters.notifier import EventBridgeNotifier, MetricsSink
 from pushdeploy.adapters.regional import RegionalTarget
 from pushdeploy.adapters.rules_store import RulesStore
+from pushdeploy.adapters.sources import AccountClients, SourceReader, roles_by_account
 from pushdeploy.controller import Controller, Settings
 from pushdeploy.controller import utc_now as utc_now  # the clock of every handler; tests move it
 from pushdeploy.domain.changes import Change, ParsedEvent
@@ -30,6 +31,7 @@ from pushdeploy.domain.deployments import change_id_for, signed_change_id
 from pushdeploy.errors import EventError
 from pushdeploy.sources.eventbridge import parse_eventbridge_event
 from pushdeploy.sources.forwarded import is_forwarded, parse_forwarded
+from pushdeploy.sweeper import Sweeper
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -47,6 +49,10 @@ def _env(name: str, default: str | None = None) -> str:
 @functools.cache
 def client(service: str, region: str | None = None) -> BaseClient:
     """One boto3 client per service and Region for the life of the container."""
+    return _new_client(service, region, {})
+
+
+def _new_client(service: str, region: str | None, credentials: Mapping[str, str]) -> BaseClient:
     import boto3  # imported here: boto3's import is a good part of a cold start
     from botocore.config import Config
 
@@ -55,7 +61,7 @@ def client(service: str, region: str | None = None) -> BaseClient:
     attempts = 1 if service == "apprunner" else 3
     retries: Any = {"mode": "standard", "total_max_attempts": attempts}
     config = Config(connect_timeout=3, read_timeout=10, retries=retries)
-    return boto3.client(service, region_name=region, config=config)  # type: ignore[call-overload,no-any-return]
+    return boto3.client(service, region_name=region, config=config, **credentials)  # type: ignore[call-overload,no-any-return]
 
 
 def settings() -> Settings:
@@ -103,6 +109,7 @@ def reset() -> None:
     global _controller, _once
     _controller = None
     _once = None
+    _sweepers.clear()
     for hook in _reset_hooks:
         hook()
     clear = getattr(client, "cache_clear", None)  # tests may have put a plain function in its place
@@ -195,6 +202,43 @@ def process_schedule(metrics: MetricsSink | None = None) -> dict[str, Any]:
     _count(metrics, "ServicesInFlight", report.services)
     _count(metrics, "ReconcileFailures", report.failures)
     return {"status": "reconciled", "services": report.services, "failures": report.failures}
+
+
+def process_sweep(context: Any, metrics: MetricsSink | None = None) -> dict[str, Any]:
+    """The sweep's schedule: look at every watched source for pushes whose events were lost."""
+    own_account = str(context.invoked_function_arn).split(":")[4]
+    report = _sweeper(own_account, metrics).sweep()
+    _count(metrics, "SourcesSwept", report.sources)
+    _count(metrics, "SourcesSkipped", len(report.skipped))
+    _count(metrics, "PushesFoundBySweep", len(report.found))
+    return {
+        "status": "swept",
+        "sources": report.sources,
+        "skipped": report.skipped,
+        "found": report.found,
+        "deployments": report.deployments,
+    }
+
+
+_sweepers: dict[str, Sweeper] = {}
+
+
+def _sweeper(own_account: str, metrics: MetricsSink | None) -> Sweeper:
+    """The container's sweeper: its clients in other accounts keep their role sessions between runs."""
+    if own_account not in _sweepers:
+        clients = AccountClients(
+            own_account,
+            roles_by_account(_env("SWEEP_ROLE_ARNS", "")),
+            own_client=client,
+            sts=lambda: client("sts"),
+            make_client=_new_client,
+        )
+        rules = RulesStore(client("dynamodb"), _env("RULES_TABLE"))  # type: ignore[arg-type]
+        grace = timedelta(seconds=float(_env("SWEEP_GRACE_SECONDS", "120")))
+        _sweepers[own_account] = Sweeper(
+            controller(metrics), SourceReader(clients), rules, grace, clock=lambda: utc_now()
+        )
+    return _sweepers[own_account]
 
 
 _once: Callable[..., dict[str, Any]] | None = None

@@ -13,6 +13,7 @@ One table (single-table design). Items:
 - `CHANGE#<id>` / `DECISION#<rule>`: a decision that created a deployment, in the admission's transaction.
 - `CHANGE#<id>` / `CHANGE`: a change with all its decisions and what became of each, written once when it
   has been decided; expires (TTL) when no rule deployed it.
+- `SWEEP` / `MARKS`: how far the sweep has looked at each watched source, and a version number.
 
 Nothing is overwritten: records are created with `attribute_not_exists` and moved only by conditional
 updates.
@@ -27,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from pushdeploy.domain.changes import Change
 from pushdeploy.domain.deployments import IN_FLIGHT, Attempt, Deployment, Status
 from pushdeploy.domain.slot import Entry, Pause, Slot
+from pushdeploy.domain.sweep import same_push
 from pushdeploy.errors import PushdeployError
 
 if TYPE_CHECKING:
@@ -593,6 +596,45 @@ class Ledger:
             },
         }
         return self._conditional(lambda: self._client.update_item(**request))
+
+    # --- the sweep --------------------------------------------------------------------------------
+
+    def knows_push(self, change: Change) -> bool:
+        """Whether a change record holds this push (its event arrived, or a sweep found it already)."""
+        recorded = self.changes_of_artifact(change.artifact, limit=None)
+        return any(same_push(change, record.get("change") or {}) for record in recorded)
+
+    def sweep_marks(self) -> tuple[dict[str, Any], int]:
+        """How far each source was swept (by source key), and the version the marks were written at."""
+        found = self._client.get_item(
+            TableName=self._table, Key=_item({"pk": "SWEEP", "sk": "MARKS"}), ConsistentRead=True
+        ).get("Item")
+        if not found:
+            return {}, 0
+        plain = _plain(found)
+        return dict(plain.get("marks") or {}), int(plain["version"])
+
+    def record_sweep_marks(self, marks: Mapping[str, Any], version: int, swept_at: datetime) -> bool:
+        """Write the marks if no other sweep wrote since they were read at `version`; False when one did
+        (its marks stand: sweeps overlap safely, since every push found is looked up in the ledger)."""
+        item = {
+            "pk": "SWEEP",
+            "sk": "MARKS",
+            "kind": "sweep",
+            "marks": marks,
+            "version": version + 1,
+            "swept_at": swept_at,
+        }
+        if version == 0:
+            return self._put_new(item)
+        return self._conditional(
+            lambda: self._client.put_item(
+                TableName=self._table,
+                Item=_item(item),
+                ConditionExpression="version = :read",
+                ExpressionAttributeValues=_item({":read": version}),
+            )
+        )
 
     # --- helpers ----------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -107,6 +108,17 @@ class RulesStore:
             rules.extend(self._readable(page.get("Items", [])))
         return sorted(rules, key=lambda rule: rule.id)
 
+    def applied(self) -> list[tuple[CompiledRule, datetime]]:
+        """Every stored rule, compiled, with when it was last applied (a scan: for the sweep, which
+        looks for pushes only from then on)."""
+        found: list[tuple[CompiledRule, datetime]] = []
+        paginator = self._client.get_paginator("scan")
+        for page in paginator.paginate(TableName=self._table):
+            for item in page.get("Items", []):
+                for rule in self._readable([item]):
+                    found.append((compile_rule(rule), _applied_at(item)))
+        return sorted(found, key=lambda pair: pair[0].id)
+
     def _readable(self, items: Sequence[dict[str, Any]]) -> list[Rule]:
         """The stored rules that are still valid. One stored under an older pushdeploy that this one
         refuses (a regex RE2 cannot run, say) is left out with an error in the log, so the others still
@@ -165,3 +177,8 @@ class RulesStore:
             pending = unprocessed
             time.sleep(min(2.0, 0.05 * 2**attempt))
         raise PushdeployError("DynamoDB left rule writes unprocessed after 8 attempts; run the apply again")
+
+
+def _applied_at(item: dict[str, Any]) -> datetime:
+    stamp = item.get("updated_at", {}).get("S")
+    return datetime.fromisoformat(stamp) if stamp else datetime.min.replace(tzinfo=UTC)

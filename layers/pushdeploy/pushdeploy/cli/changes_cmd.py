@@ -121,6 +121,8 @@ def _details(record: dict[str, Any]) -> str:
     ]
     if record.get("pushed_at"):
         lines.append(f"pushed at   {record['pushed_at']}")
+    if record.get("trigger") not in (None, "push"):
+        lines.append(f"trigger     {record['trigger']}")
     if record.get("note"):
         lines.append(f"note        {record['note']}")
     decisions = record.get("decisions") or []

@@ -88,6 +88,12 @@ def change_id_for(event_id: str, position: int) -> str:
     return str(uuid.uuid5(_IDS, f"change|{event_id}|{position}"))
 
 
+def swept_change_id(change: Change) -> str:
+    """A push the sweep found, known by what was pushed where: two sweeps that find it make one change."""
+    parts = (*change.key, change.tag or "", change.branch or "", change.artifact)
+    return str(uuid.uuid5(_IDS, "swept-change|" + "|".join(parts)))
+
+
 def signed_change_id(change: Change) -> str:
     """A webhook push's change id, from what its sender signed (provider, repository, branch, commit and
     push time), never from the unsigned delivery id: the same push redelivered under any delivery id is
@@ -212,6 +218,7 @@ class Deployment(BaseModel):
         change_id: str,
         now: datetime,
         order: OrderKind,
+        trigger: Trigger = "push",
     ) -> Deployment:
         return cls(
             id=deployment_id_for(change_id, decision.rule),
@@ -237,6 +244,7 @@ class Deployment(BaseModel):
             previous_commit=change.previous_commit,
             created_at=now,
             settled_at=now if decision.dry_run else None,
+            trigger=trigger,
         )
 
     def public_view(self) -> dict[str, Any]:
