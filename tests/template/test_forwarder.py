@@ -97,7 +97,7 @@ def test_forwarder_suppresses_only_es6000_on_its_dead_letter_queue(forwarder: di
 
 
 def test_forwarder_parameters_are_described(forwarder: dict[str, Any]) -> None:
-    assert set(forwarder["Parameters"]) == {"PushdeployEventBusArn"}
+    assert set(forwarder["Parameters"]) == {"PushdeployEventBusArn", "PushdeploySweeperRoleArn"}
     for name, parameter in forwarder["Parameters"].items():
         assert len(parameter.get("Description", "")) > 40, name
 
@@ -220,7 +220,55 @@ def test_the_role_may_only_put_events_on_pushdeploys_bus(forwarder: dict[str, An
         "Resource": {"Ref": "PushdeployEventBusArn"},
     }
     others = [k for k, v in forwarder["Resources"].items() if v["Type"].startswith("AWS::IAM::")]
-    assert others == ["ForwarderRole"]
+    assert others == ["ForwarderRole", "SweepRole"]
+
+
+def test_the_sweep_role_exists_only_when_asked_and_trusts_only_pushdeploys_sweeper(
+    forwarder: dict[str, Any],
+) -> None:
+    role = forwarder["Resources"]["SweepRole"]
+    assert role["Condition"] == "CreateSweepRole"
+    assert forwarder["Conditions"]["CreateSweepRole"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PushdeploySweeperRoleArn"}, ""]}]
+    }
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == {
+        "Effect": "Allow",
+        "Principal": {"AWS": {"Ref": "PushdeploySweeperRoleArn"}},
+        "Action": "sts:AssumeRole",
+    }
+
+
+def test_the_sweep_role_may_only_list_images_and_branch_heads_of_its_account(
+    forwarder: dict[str, Any],
+) -> None:
+    (policy,) = forwarder["Resources"]["SweepRole"]["Properties"]["Policies"]
+    granted = {
+        (action, statement["Resource"]["Fn::Sub"])
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }
+    assert granted == {
+        ("ecr:DescribeImages", "arn:${AWS::Partition}:ecr:*:${AWS::AccountId}:repository/*"),
+        ("codecommit:GetBranch", "arn:${AWS::Partition}:codecommit:*:${AWS::AccountId}:*"),
+        ("codecommit:ListBranches", "arn:${AWS::Partition}:codecommit:*:${AWS::AccountId}:*"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("", True),
+        ("arn:aws:iam::111122223333:role/pushdeploy-SweeperFunctionRole-AbC123", True),
+        ("arn:aws:iam::111122223333:user/someone", False),
+        ("111122223333", False),
+    ],
+)
+def test_the_sweeper_role_parameter_takes_a_role_arn_or_nothing(
+    forwarder: dict[str, Any], value: str, valid: bool
+) -> None:
+    pattern = forwarder["Parameters"]["PushdeploySweeperRoleArn"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) is valid
 
 
 def test_only_the_forwarders_rules_may_write_to_its_dead_letter_queue(forwarder: dict[str, Any]) -> None:
@@ -237,7 +285,14 @@ def test_only_the_forwarders_rules_may_write_to_its_dead_letter_queue(forwarder:
 
 def test_forwarder_outputs(forwarder: dict[str, Any]) -> None:
     outputs = forwarder["Outputs"]
-    assert set(outputs) == {"PushdeployEventBusArn", "ForwarderRoleArn", "RuleArns", "DeadLetterQueueUrl"}
+    assert set(outputs) == {
+        "PushdeployEventBusArn",
+        "ForwarderRoleArn",
+        "RuleArns",
+        "DeadLetterQueueUrl",
+        "SweepRoleArn",
+    }
+    assert outputs["SweepRoleArn"]["Condition"] == "CreateSweepRole"
     for name, output in outputs.items():
         assert output.get("Description"), name
 
