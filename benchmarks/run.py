@@ -6,7 +6,9 @@ figures in `bench.json` (its path from BENCH_OUT, default `.pushdeploy/bench.jso
 - calls_per_deployment, calls_per_idle_tick, contention: AWS calls of the real handlers, counted at the
   client, in process (calls.py);
 - push_to_start_ms: push to StartDeployment on the local cloud (push_to_start.py);
-- burst: 1,000 pushes over 50 services on the local cloud (burst.py).
+- burst: 1,000 pushes over 50 services on the local cloud (burst.py);
+- calls_per_sweep: AWS calls of one sweep with 1, 10 and 50 watched repositories, nothing new and one
+  push found (sweep.py).
 
 Performance goals live here, never in timed test assertions: the exit status is 1 only when a figure says
 something went wrong (a push lost or deployed twice), not when a target is missed.
@@ -29,6 +31,7 @@ import calls
 import cold_start
 import decide
 import push_to_start
+import sweep
 
 DEFAULT_OUT = ".pushdeploy/bench.json"
 
@@ -62,6 +65,18 @@ TARGETS = (
     Target("burst.duplicated", "0", lambda duplicated: duplicated == 0),
     Target("burst.stopped_cleanly", "local up stops on SIGTERM", lambda stopped: stopped is True),
     Target("contention.too_contended", "0", lambda gave_up: gave_up == 0),
+    *(
+        Target(
+            f"calls_per_sweep.{count}.nothing_new.ecr",
+            f"{count}: one per repository",
+            lambda n, c=count: n <= c,
+        )
+        for count in sweep.REPOSITORIES
+    ),
+    *(
+        Target(f"calls_per_sweep.{count}.nothing_new.apprunner", "0 when nothing is new", lambda n: n == 0)
+        for count in sweep.REPOSITORIES
+    ),
 )
 _WRONG = ("burst.lost", "burst.duplicated", "contention.too_contended")
 
@@ -82,6 +97,7 @@ def measure() -> dict[str, Any]:
         ("push to start", lambda: figures.update(push_to_start_ms=push_to_start.measure_push_to_start())),
         ("burst", lambda: figures.update(burst=burst.measure_burst())),
         ("contention", lambda: figures.update(contention=calls.measure_contention())),
+        ("sweep", lambda: figures.update(calls_per_sweep=sweep.measure_sweep())),
     ]
     for name, step in steps:
         began = time.monotonic()
