@@ -24,11 +24,16 @@ FUNCTIONS = sorted(resources_of_type(load_template(TEMPLATE), "AWS::Serverless::
 
 
 def fake_resources(template: dict[str, Any]) -> dict[str, Physical]:
-    """Every resource of the template with recognisable values, and SAM's generated Function URLs."""
+    """Every resource of the template with recognisable values, and SAM's generated Function URLs and
+    execution roles."""
     resources = {}
     for logical_id, resource in template["Resources"].items():
         attributes = {"Arn": f"arn:{logical_id}", "QueueName": f"name:{logical_id}"}
         resources[logical_id] = Physical(f"ref:{logical_id}", attributes)
+        if resource["Type"] == "AWS::Serverless::Function" and "Role" not in resource.get("Properties", {}):
+            resources[f"{logical_id}Role"] = Physical(
+                f"ref:{logical_id}Role", {"Arn": f"arn:{logical_id}Role"}
+            )
         if "FunctionUrlConfig" in resource.get("Properties", {}):
             resources[f"{logical_id}Url"] = Physical(
                 f"arn:{logical_id}", {"FunctionUrl": f"https://{logical_id}/"}
@@ -281,3 +286,17 @@ def test_the_template_path_is_relative_to_the_functions_code(tmp_path: Path) -> 
     template = load_template(copied)
     specs = function_specs(template, tmp_path, Resolver(template, IDENTITY, fake_resources(template)))
     assert all(spec.code_dir.is_relative_to(tmp_path) for spec in specs)
+
+
+def test_provisioning_names_the_execution_roles_sam_generates(
+    provisioned: tuple[LocalStack, Clients],
+) -> None:
+    stack, _ = provisioned
+    role = stack.resources["SweeperFunctionRole"]
+    assert role.ref == "pushdeploy-SweeperFunctionRole"
+    assert stack.outputs["SweeperRoleArn"] == "arn:aws:iam::111122223333:role/pushdeploy-SweeperFunctionRole"
+
+
+def test_no_bus_policy_without_source_accounts(provisioned: tuple[LocalStack, Clients]) -> None:
+    _, clients = provisioned
+    assert "Policy" not in clients.events.describe_event_bus(Name="default")

@@ -3,12 +3,15 @@
 - Tables, queues, secrets and event buses: every `AWS::DynamoDB::Table`, `AWS::SQS::Queue`,
   `AWS::SecretsManager::Secret` and `AWS::Events::EventBus` of the template, with its keys, indexes, TTL,
   attributes and a generated secret value (Secrets Manager's own GetRandomPassword, with the template's
-  GenerateSecretString). A bus's resource policy is not applied: moto does not enforce IAM.
+  GenerateSecretString).
+- Bus policies: every `AWS::Events::EventBusPolicy` whose condition holds, put on its bus (PutPermission),
+  so that `DescribeEventBus` shows it as on AWS. moto does not enforce it (nor any IAM): what reads it is
+  the local cloud's forwarding of another account's events (`forwarding`).
 - For each function: the same EventBridge rules (name, bus, pattern) and schedules, each targeting one
   SQS queue per function that stands for Lambda's asynchronous invocation queue, with the template's
   retry policy and dead-letter queue.
-- Names only (nothing to create locally): functions, Function URLs, log groups, layers and alarms, so
-  that `Ref` and `Fn::GetAtt` on them resolve.
+- Names only (nothing to create locally): functions, their generated execution roles, Function URLs,
+  log groups, layers and alarms, so that `Ref` and `Fn::GetAtt` on them resolve.
 
 Then each function's environment and the stack's outputs are evaluated from the template over all that.
 """
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pushdeploy.local.intrinsics import Physical, Resolver, StackIdentity
+from pushdeploy.local.intrinsics import Physical, ResolveError, Resolver, StackIdentity
 from pushdeploy.local.stack import (
     FunctionSpec,
     RuleSpec,
@@ -102,6 +105,7 @@ def provision(
     _create_queues(template, stack, clients.sqs)
     _create_secrets(template, stack, clients.secretsmanager)
     _create_buses(template, stack, clients.events)
+    _put_bus_policies(template, stack, clients.events)
     _name_the_rest(template, stack, function_url)
     stack.functions = function_specs(template, template_path.parent, stack.resolver)
     for spec in stack.functions:
@@ -134,6 +138,21 @@ def _create_buses(template: dict[str, Any], stack: LocalStack, events: EventBrid
         name = physical_name(stack.resolver, logical_id, resource.get("Properties", {}), "Name")
         arn = events.create_event_bus(Name=name)["EventBusArn"]
         stack.resources[logical_id] = Physical(name, {"Arn": arn, "Name": name})
+
+
+def _put_bus_policies(template: dict[str, Any], stack: LocalStack, events: EventBridgeClient) -> None:
+    for logical_id, resource in resources_of_type(template, "AWS::Events::EventBusPolicy").items():
+        if "Condition" in resource and not stack.resolver.condition(resource["Condition"]):
+            continue
+        properties = stack.resolver.resolve(resource.get("Properties", {}))
+        if "Statement" not in properties:
+            # The older form (Action, Principal, Condition properties) is not emulated: say so.
+            raise ResolveError(f"{logical_id}: the local cloud emulates a bus policy given as Statement only")
+        statement = {"Sid": properties["StatementId"], **properties["Statement"]}
+        bus = str(properties.get("EventBusName", "default"))
+        policy = {"Version": "2012-10-17", "Statement": [statement]}
+        events.put_permission(EventBusName=bus, Policy=json.dumps(policy))
+        stack.resources[logical_id] = Physical(str(properties["StatementId"]))
 
 
 def _create_queues(template: dict[str, Any], stack: LocalStack, sqs: SQSClient) -> None:
@@ -203,10 +222,19 @@ def _name_the_rest(template: dict[str, Any], stack: LocalStack, function_url: st
             stack.identity, physical_name(stack.resolver, logical_id, properties, "FunctionName")
         )
         stack.resources[logical_id] = function
+        if "Role" not in properties:
+            stack.resources[f"{logical_id}Role"] = _function_role(stack.identity, logical_id)
         if "FunctionUrlConfig" in properties and function_url is not None:
             # SAM's generated AWS::Lambda::Url: its Ref is the function's ARN; the URL ends with '/'.
             attributes = {"FunctionUrl": function_url, "FunctionArn": function.attributes["Arn"]}
             stack.resources[f"{logical_id}Url"] = Physical(function.attributes["Arn"], attributes)
+
+
+def _function_role(identity: StackIdentity, logical_id: str) -> Physical:
+    """The execution role SAM generates for a function without a `Role` (`<LogicalId>Role`), which the
+    template may reference (an output with its ARN). Its name without CloudFormation's random suffix."""
+    name = f"{identity.stack_name}-{logical_id}Role"
+    return Physical(name, {"Arn": f"arn:{identity.partition}:iam::{identity.account}:role/{name}"})
 
 
 def _named(identity: StackIdentity, resource_type: str, name: str) -> Physical:
