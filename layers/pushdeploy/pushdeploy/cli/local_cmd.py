@@ -16,6 +16,8 @@ from pushdeploy.installation import TargetError, load_local
 from pushdeploy.local.state import WEBHOOK_VARIABLE, running_pid, sdk_environment
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The template's sweep function (its Schedule event SweepSchedule): `--sweep-seconds` sets its interval.
+SWEEP_FUNCTION = "SweeperFunction"
 
 
 def register(commands: Any) -> None:
@@ -46,6 +48,13 @@ def register(commands: Any) -> None:
         help="interval of the reconciler's schedule (default 5)",
     )
     up.add_argument(
+        "--sweep-seconds",
+        type=_positive,
+        default=30.0,
+        metavar="S",
+        help="interval of the sweep's schedule, which finds pushes whose event was lost (default 30)",
+    )
+    up.add_argument(
         "--concurrency",
         type=_workers,
         default=2,
@@ -62,7 +71,7 @@ def register(commands: Any) -> None:
     up.add_argument("--region", default="us-east-1", help="Region of the local cloud (default us-east-1)")
     up.add_argument(
         "--account",
-        type=_account,
+        type=account_id,
         default="111122223333",
         help="account id of the local cloud (default 111122223333)",
     )
@@ -120,7 +129,7 @@ def _workers(text: str) -> int:
     return value
 
 
-def _account(text: str) -> str:
+def account_id(text: str) -> str:
     if not re.fullmatch(r"\d{12}", text):
         raise argparse.ArgumentTypeError(f"an account id is 12 digits: {text}")
     return text
@@ -149,6 +158,7 @@ def run_up(args: argparse.Namespace) -> int:
         stack_name=args.stack,
         operation_seconds=args.operation_seconds,
         reconcile_seconds=args.reconcile_seconds,
+        schedule_seconds={SWEEP_FUNCTION: args.sweep_seconds},
         concurrency=args.concurrency,
         retry_seconds=args.retry_seconds,
         parameters=_assignments(args.parameter, "--parameter"),

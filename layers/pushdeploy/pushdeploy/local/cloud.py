@@ -10,7 +10,8 @@ Pieces, all on 127.0.0.1 at free ports:
 - the functions: per function, `concurrency` worker processes (`worker`), each a Lambda execution
   environment with the function's own environment, fed by the function's invocation queue (behind its
   EventBridge rules), or by its Function URL (a listening socket the workers share);
-- the schedules, as a timer that queues a `Scheduled Event` for their function every few seconds.
+- the schedules, as a timer that queues a `Scheduled Event` for their function every few seconds: each
+  function at its own interval (`CloudOptions.schedule_seconds`, else `reconcile_seconds`).
 
 `LocalCloud.start()` brings it all up and writes the state file; `stop()` takes it all down, children
 first, and removes the state file.
@@ -35,6 +36,7 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 import boto3
 
 from pushdeploy.errors import PushdeployError
+from pushdeploy.local import moto_accounts
 from pushdeploy.local.apprunner_sim import AppRunnerSimulator, AutoDeployment
 from pushdeploy.local.apprunner_sim_pushes import PushWatch, WsgiApp, report_lines
 from pushdeploy.local.intrinsics import StackIdentity
@@ -73,7 +75,8 @@ class CloudOptions:
     account: str = "111122223333"
     stack_name: str = "pushdeploy"
     operation_seconds: float = 3.0
-    reconcile_seconds: float = 5.0
+    reconcile_seconds: float = 5.0  # the interval of every schedule, unless `schedule_seconds` names it
+    schedule_seconds: dict[str, float] = field(default_factory=dict)  # function logical id -> interval
     concurrency: int = 2
     retry_seconds: float = 1.0
     parameters: dict[str, str] = field(default_factory=dict)
@@ -143,9 +146,10 @@ class LocalCloud:
             raise CloudError(f"no template at {self.options.template}: give one with --template")
 
     def _start_moto(self) -> None:
-        # moto takes the account of every request from this variable: the simulator's account, so that
-        # ECR events, App Runner ARNs and rules all agree on one account.
-        os.environ["MOTO_ACCOUNT_ID"] = self.options.account
+        # Requests with the local test credentials are the simulator's account, so that ECR events, App
+        # Runner ARNs and rules agree on one account; credentials of an STS AssumeRole of a role in another
+        # account are that account, as on AWS (`moto_accounts`; not MOTO_ACCOUNT_ID, which pins them all).
+        moto_accounts.install(self.options.account)
         self.moto = MotoServer(middleware=self._watch_pushes)
         self.moto.start()
         self.endpoints.update(dict.fromkeys(MOTO_SERVICES, self.moto.url))
@@ -365,21 +369,25 @@ class LocalCloud:
         scheduled = [f for f in stack.functions if any(s.enabled for s in f.schedules)]
         if not scheduled:
             return
+        clock = ScheduleClock(schedule_intervals(self.options, scheduled), time.monotonic())
         sqs = self._moto_clients().sqs
         self._timer = threading.Thread(
-            target=self._tick_schedules, args=(stack, scheduled, sqs), name="schedules", daemon=True
+            target=self._tick_schedules, args=(stack, scheduled, clock, sqs), name="schedules", daemon=True
         )
         self._timer.start()
-        every = self.options.reconcile_seconds
-        self._say(f"schedules every {every:g} s: {', '.join(f.function_name for f in scheduled)}")
+        self._say(f"schedules {describe_intervals(scheduled, clock.intervals)}")
 
-    def _tick_schedules(self, stack: LocalStack, functions: list[FunctionSpec], sqs: SQSClient) -> None:
-        while not self._stopping.wait(self.options.reconcile_seconds):
-            for function in functions:
+    def _tick_schedules(
+        self, stack: LocalStack, functions: list[FunctionSpec], clock: ScheduleClock, sqs: SQSClient
+    ) -> None:
+        by_id = {function.logical_id: function for function in functions}
+        while not self._stopping.wait(clock.wait_seconds(time.monotonic())):
+            for logical_id in clock.due(time.monotonic()):
+                function = by_id[logical_id]
                 for schedule in (s for s in function.schedules if s.enabled):
                     event = self._scheduled_event(schedule.rule_name)
                     try:
-                        sqs.send_message(QueueUrl=stack.event_queues[function.logical_id], MessageBody=event)
+                        sqs.send_message(QueueUrl=stack.event_queues[logical_id], MessageBody=event)
                     except Exception as error:  # moto is stopping: the next tick will tell
                         self._say(f"schedule {schedule.rule_name}: {error}")
 
@@ -415,6 +423,7 @@ class LocalCloud:
             "template": str(self.options.template),
             "operation_seconds": self.options.operation_seconds,
             "reconcile_seconds": self.options.reconcile_seconds,
+            "schedule_seconds": schedule_intervals(self.options, self.stack.functions),
             "functions": {
                 f.logical_id: {
                     "name": f.function_name,
@@ -494,6 +503,49 @@ class LocalCloud:
 
     def _say(self, message: str) -> None:
         print(f"local cloud: {message}", file=self.out, flush=True)
+
+
+# ----- schedules -----
+
+
+def schedule_intervals(options: CloudOptions, functions: list[FunctionSpec]) -> dict[str, float]:
+    """Each scheduled function's interval, by logical id: its own if `schedule_seconds` names it, else
+    `reconcile_seconds`."""
+    return {
+        function.logical_id: options.schedule_seconds.get(function.logical_id, options.reconcile_seconds)
+        for function in functions
+        if any(schedule.enabled for schedule in function.schedules)
+    }
+
+
+def describe_intervals(functions: list[FunctionSpec], intervals: dict[str, float]) -> str:
+    """`every 2 s: pushdeploy-reconciler; every 30 s: pushdeploy-sweeper`, shortest interval first."""
+    names: dict[float, list[str]] = {}
+    for function in functions:
+        names.setdefault(intervals[function.logical_id], []).append(function.function_name)
+    return "; ".join(f"every {every:g} s: {', '.join(named)}" for every, named in sorted(names.items()))
+
+
+class ScheduleClock:
+    """When each scheduled function is due: every `intervals[logical id]` seconds from `start`, on a
+    monotonic clock. A tick that came late is not made up for (as a schedule skips, never bunches)."""
+
+    def __init__(self, intervals: dict[str, float], start: float) -> None:
+        self.intervals = dict(intervals)
+        self._next = {logical_id: start + every for logical_id, every in intervals.items()}
+
+    def wait_seconds(self, now: float) -> float:
+        """How long until the next function is due (0 if one is)."""
+        return max(0.0, min(self._next.values()) - now)
+
+    def due(self, now: float) -> list[str]:
+        """The functions due at `now`, each moved on to its next time after `now`."""
+        due = [logical_id for logical_id, at in self._next.items() if at <= now]
+        for logical_id in due:
+            every = self.intervals[logical_id]
+            missed = (now - self._next[logical_id]) // every
+            self._next[logical_id] += every * (missed + 1)
+        return due
 
 
 def default_template() -> Path:
