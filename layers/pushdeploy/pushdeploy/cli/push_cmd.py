@@ -1,9 +1,14 @@
 """`pushdeploy push-image` and `pushdeploy push-commit`: make a push happen, as its source reports it.
 
 - `push-image REPO[:TAG]` (local cloud only): ECR PutImage of a new image, then the `ECR Image Action`
-  event ECR would emit (on AWS, `docker push` does both).
+  event ECR would emit (on AWS, `docker push` does both). `--lose-event`: the image only, its event never
+  sent (as AWS, rarely, loses one), which only a sweep can find.
 - `push-commit codecommit REPO BRANCH [COMMIT]` (local cloud only): the `CodeCommit Repository State
   Change` event of a branch update (on AWS, `git push` does it).
+- For both, `--account ID` and `--region R` (local cloud): the push happens in that account and Region,
+  with its credentials, and its event reaches pushdeploy's bus through the forwarder
+  (`forwarder/template.yaml`), as on AWS; refused, before anything is pushed, when pushdeploy's bus policy
+  does not admit the account (the `SourceAccountIds` parameter).
 - `push-commit github|bitbucket REPO BRANCH [COMMIT]`: a push delivery signed with the webhook's secret,
   POSTed to the webhook with the host's real headers. Works on AWS too: a smoke test of the webhook.
 
@@ -20,11 +25,21 @@ from typing import Any
 
 from pushdeploy.adapters.rules_store import RulesStore
 from pushdeploy.cli.context import InputError, add_target_options, resolve
+from pushdeploy.cli.local_cmd import account_id
 from pushdeploy.domain.changes import source_key
 from pushdeploy.domain.rules import compile_rule
 from pushdeploy.installation import Target, TargetError
 from pushdeploy.local import pushes
-from pushdeploy.local.sending import push_codecommit, push_image, push_webhook
+from pushdeploy.local.accounts import home
+from pushdeploy.local.forwarding import Forwarding
+from pushdeploy.local.sending import (
+    push_codecommit,
+    push_codecommit_in,
+    push_image,
+    push_image_in,
+    push_webhook,
+    put_image,
+)
 
 
 def register(commands: Any) -> None:
@@ -36,8 +51,16 @@ def register(commands: Any) -> None:
     )
     image.add_argument("image", metavar="REPO[:TAG]", help="repository and tag; no tag is an untagged push")
     image.add_argument(
-        "--json", action="store_true", help="print one JSON object: repository, tag, digest, watched_by"
+        "--json",
+        action="store_true",
+        help="print one JSON object: repository, tag, digest, account, region, event, watched_by",
     )
+    image.add_argument(
+        "--lose-event",
+        action="store_true",
+        help="put the image but never send its event, as AWS rarely loses one (local cloud)",
+    )
+    _source_option(image)
     add_target_options(image)
     image.set_defaults(handler=run_push_image)
 
@@ -61,8 +84,18 @@ def register(commands: Any) -> None:
         action="store_true",
         help="print one JSON object (with the webhook's answer as an object, not a string)",
     )
+    _source_option(commit)
     add_target_options(commit)
     commit.set_defaults(handler=run_push_commit)
+
+
+def _source_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--account",
+        type=account_id,
+        help="push in this account (local cloud; default its own): the event comes through the "
+        "forwarder; --region, if given, is the Region pushed in",
+    )
 
 
 def _local_only(args: argparse.Namespace, what: str, instead: str) -> None:
@@ -97,21 +130,70 @@ def _unwatched_note(args: argparse.Namespace, what: str, watchers: list[str]) ->
 
 
 def run_push_image(args: argparse.Namespace) -> int:
+    if args.lose_event:
+        _local_only(args, "push-image --lose-event", "ECR loses an event by chance only")
     _local_only(args, "push-image", "docker push does it and ECR emits the event itself")
     repository, tag = split_image(args.image)
     target = resolve(args)
-    digest = push_image(target, repository, tag)
-    account = target.extra.get("account")
-    watchers = watching_rules(target, "ecr", repository, account, target.region)
-    shown = {"repository": repository, "tag": tag, "digest": digest, "watched_by": watchers}
+    account, region = _source(args, target)
+    forwarded: Forwarding | None = None
+    if (account, region) != home(target):
+        digest, forwarded = push_image_in(
+            target, account, region, repository, tag, lose_event=args.lose_event
+        )
+    elif args.lose_event:
+        digest = put_image(target, repository, tag)
+    else:
+        digest = push_image(target, repository, tag)
+    watchers = watching_rules(target, "ecr", repository, account, region)
+    shown = {
+        "repository": repository,
+        "tag": tag,
+        "digest": digest,
+        "account": account,
+        "region": region,
+        "event": _event_fate(args.lose_event, forwarded),
+        "watched_by": watchers,
+    }
     _report(args, shown, digest)
-    _unwatched_note(args, f"ECR repository {repository} ({account}, {target.region})", watchers)
+    _event_note(args, "ECR Image Action", forwarded)
+    _unwatched_note(args, f"ECR repository {repository} ({account}, {region})", watchers)
     return 0
+
+
+def _source(args: argparse.Namespace, target: Target) -> tuple[str, str]:
+    """Where the push happens: `--account` and `--region`, each by default the local cloud's own."""
+    own_account, own_region = home(target)
+    return args.account or own_account, args.region or own_region
+
+
+def _event_fate(lost: bool, forwarded: Forwarding | None) -> str:
+    """`sent`, `lost` (--lose-event), `forwarded` or `not forwarded: <why>` (another account or Region)."""
+    if lost:
+        return "lost"
+    if forwarded is None:
+        return "sent"
+    return "forwarded" if forwarded.delivered else f"not forwarded: {forwarded.reason}"
+
+
+def _event_note(args: argparse.Namespace, event: str, forwarded: Forwarding | None) -> None:
+    """On stderr (`event` in `--json`): an event lost on purpose, or one the forwarder did not bring."""
+    if args.json:
+        return
+    if getattr(args, "lose_event", False):
+        print(
+            f"note: the {event} event was not sent (--lose-event): only a sweep can find this push",
+            file=sys.stderr,
+        )
+    elif forwarded is not None and not forwarded.delivered:
+        print(f"note: the {event} event does not reach pushdeploy: {forwarded.reason}", file=sys.stderr)
 
 
 def run_push_commit(args: argparse.Namespace) -> int:
     if args.provider == "codecommit":
         _local_only(args, "push-commit codecommit", "git push does it and CodeCommit emits the event itself")
+    elif args.account is not None:
+        raise InputError(f"--account is for codecommit: a {args.provider} push has no AWS account")
     target = resolve(args)
     commit = args.commit or pushes.random_commit()
     if args.provider == "codecommit":
@@ -120,19 +202,28 @@ def run_push_commit(args: argparse.Namespace) -> int:
 
 
 def _push_codecommit(args: argparse.Namespace, target: Target, commit: str) -> int:
-    event_id = push_codecommit(target, args.repository, args.branch, commit)
-    account = target.extra.get("account")
-    watchers = watching_rules(target, "codecommit", args.repository, account, target.region)
+    account, region = _source(args, target)
+    forwarded: Forwarding | None = None
+    if (account, region) != home(target):
+        forwarded = push_codecommit_in(target, account, region, args.repository, args.branch, commit)
+        event_id = None
+    else:
+        event_id = push_codecommit(target, args.repository, args.branch, commit)
+    watchers = watching_rules(target, "codecommit", args.repository, account, region)
     shown = {
         "provider": "codecommit",
         "repository": args.repository,
         "branch": args.branch,
         "commit": commit,
+        "account": account,
+        "region": region,
+        "event": _event_fate(False, forwarded),
         "event_id": event_id,
         "watched_by": watchers,
     }
     _report(args, shown, commit)
-    _unwatched_note(args, f"CodeCommit repository {args.repository} ({account}, {target.region})", watchers)
+    _event_note(args, pushes.CODECOMMIT_STATE_CHANGE, forwarded)
+    _unwatched_note(args, f"CodeCommit repository {args.repository} ({account}, {region})", watchers)
     return 0
 
 

@@ -92,7 +92,7 @@ def pushes_of(target: str, request: bytes, answer: bytes, *, account: str, regio
         accepted = [
             e for e, r in zip(entries, results, strict=False) if isinstance(r, dict) and "EventId" in r
         ]
-        return [push for entry in accepted if (push := _event_push(entry, region)) is not None]
+        return [push for entry in accepted if (push := _event_push(entry, account, region)) is not None]
     return []
 
 
@@ -114,7 +114,7 @@ def _image_push(
     return ImagePush(str(registry), region, repository, tag if isinstance(tag, str) else None, digest)
 
 
-def _event_push(entry: Any, region: str) -> CodePush | None:
+def _event_push(entry: Any, account: str, region: str) -> CodePush | None:
     if not isinstance(entry, dict):
         return None
     try:
@@ -124,11 +124,13 @@ def _event_push(entry: Any, region: str) -> CodePush | None:
     if not isinstance(detail, dict):
         return None
     if entry.get("Source") == "aws.codecommit" and entry.get("DetailType") == _CODECOMMIT_DETAIL_TYPE:
-        return _codecommit_push(entry, detail, region)
+        return _codecommit_push(entry, detail, account, region)
     return None
 
 
-def _codecommit_push(entry: dict[str, Any], detail: dict[str, Any], region: str) -> CodePush | None:
+def _codecommit_push(
+    entry: dict[str, Any], detail: dict[str, Any], account: str, region: str
+) -> CodePush | None:
     if detail.get("event") not in ("referenceCreated", "referenceUpdated"):
         return None
     if detail.get("referenceType") != "branch":
@@ -137,11 +139,15 @@ def _codecommit_push(entry: dict[str, Any], detail: dict[str, Any], region: str)
     if not (isinstance(name, str) and isinstance(branch, str) and isinstance(commit, str)):
         return None
     resources = entry.get("Resources")
-    # The repository's ARN, arn:<partition>:codecommit:<region>:<account>:<name>, says its Region.
+    # The repository's ARN, arn:<partition>:codecommit:<region>:<account>:<name>, says its Region, and its
+    # account: a clone URL does not name the account, and App Runner follows its own account's
+    # repositories, so another account's push (`push-commit --account`) is not this simulator's.
     if isinstance(resources, list) and resources and isinstance(resources[0], str):
         parts = resources[0].split(":")
         if len(parts) == 6 and parts[2] == "codecommit" and parts[3]:
             region = parts[3]
+            if parts[4] and parts[4] != account:
+                return None
     suffix = ".cn" if partition_of_region(region) == "aws-cn" else ""
     return CodePush(f"https://git-codecommit.{region}.amazonaws.com{suffix}/v1/repos/{name}", branch, commit)
 

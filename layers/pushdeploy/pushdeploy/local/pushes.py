@@ -22,6 +22,8 @@ from pushdeploy.sources.signatures import sign
 MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+ECR_IMAGE_ACTION = "ECR Image Action"
+CODECOMMIT_STATE_CHANGE = "CodeCommit Repository State Change"
 
 # ECR's repository names (as `rules` checks them) and the registry's tags (the OCI distribution grammar).
 _ECR_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -116,7 +118,7 @@ def ecr_push_entry(repository: str, tag: str | None, digest: str) -> dict[str, A
         detail["image-tag"] = tag  # absent for an untagged push
     return {
         "Source": "aws.ecr",
-        "DetailType": "ECR Image Action",
+        "DetailType": ECR_IMAGE_ACTION,
         "Detail": json.dumps(detail),
         "Resources": [],
     }
@@ -142,7 +144,7 @@ def codecommit_push_entry(
     }
     return {
         "Source": "aws.codecommit",
-        "DetailType": "CodeCommit Repository State Change",
+        "DetailType": CODECOMMIT_STATE_CHANGE,
         "Detail": json.dumps(detail),
         "Resources": [f"arn:{partition}:codecommit:{region}:{account}:{repository}"],
     }

@@ -1,16 +1,31 @@
 """Making a push happen on an installation, as its source would: ECR PutImage and the `ECR Image Action`
 event ECR emits, CodeCommit's branch event, or a signed delivery POSTed to the webhook. Shared by the CLI's
-`push-image`/`push-commit`, the demo and the benchmarks; the events' shapes are `pushes`'."""
+`push-image`/`push-commit`, the demo and the benchmarks; the events' shapes are `pushes`'.
+
+On the local cloud a push may also happen in another account or Region (`push_image_in`,
+`push_codecommit_in`): there, with that account's credentials, the event goes on that account's own bus,
+and reaches pushdeploy's through the forwarder, if pushdeploy's bus policy admits the account
+(`forwarding`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import urllib.error
 import urllib.request
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from pushdeploy.installation import Target, TargetError
-from pushdeploy.local import pushes
+from pushdeploy.local import accounts, forwarding, pushes
+
+
+class Clients(Protocol):
+    """Where AWS calls go: an installation (`Target`), or another account of the local cloud."""
+
+    def client(self, service: str) -> Any: ...
+
 
 _SECRET_OUTPUTS = {"github": "GitHubWebhookSecretArn", "bitbucket": "BitbucketWebhookSecretArn"}
 _WEBHOOK_TIMEOUT_SECONDS = 15
@@ -23,7 +38,7 @@ def push_image(target: Target, repository: str, tag: str | None) -> str:
     return digest
 
 
-def put_image(target: Target, repository: str, tag: str | None, create_repository: bool = True) -> str:
+def put_image(target: Clients, repository: str, tag: str | None, create_repository: bool = True) -> str:
     """ECR PutImage of a new manifest (a new digest every time), without the event: the digest. The
     repository is created first unless the caller knows it exists."""
     ecr = target.client("ecr")
@@ -84,10 +99,80 @@ def post(url: str, delivery: pushes.Delivery) -> tuple[int, str]:
         raise TargetError(f"cannot reach the webhook at {url}: {error}") from None
 
 
-def put_event(target: Target, entry: dict[str, Any]) -> str:
+def put_event(target: Clients, entry: dict[str, Any]) -> str:
     """PutEvents of one entry on the installation's bus entry: the event's id, or a one-line error."""
     answer = target.client("events").put_events(Entries=[entry])
     result = answer["Entries"][0]
     if answer.get("FailedEntryCount") or "EventId" not in result:
         raise TargetError(f"EventBridge refused the event: {result.get('ErrorMessage', result)}")
     return str(result["EventId"])
+
+
+# ----- pushes in another account or Region (local cloud) -----
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """Another account or Region of the local cloud, and the way from there to pushdeploy's bus."""
+
+    account: accounts.Account
+    bus_arn: str
+    rules: list[forwarding.ForwarderRule]  # the forwarder's, as deployed there
+    policy: dict[str, Any] | None  # pushdeploy's bus's resource policy
+
+    def refuse_unless_admitted(self, source: str, detail_type: str) -> None:
+        """A one-line error, before anything is pushed, if pushdeploy's bus would refuse such events."""
+        event = {"source": source, "detail-type": detail_type}
+        admitted, why = forwarding.admits(self.policy, self.account.account, event, self.bus_arn)
+        if not admitted:
+            parameter = forwarding.SOURCE_ACCOUNTS_PARAMETER
+            raise TargetError(
+                f"pushdeploy's bus refuses events from account {self.account.account}: {why}; start local "
+                f"up with --parameter {parameter}={self.account.account}"
+            )
+
+    def send(self, entry: dict[str, Any]) -> forwarding.Forwarding:
+        """The event on this account's default bus, as its service emits it there; moto forwards it by
+        the forwarder's rules (deployed first, if missing). What becomes of it."""
+        forwarding.deploy(self.account, self.rules)
+        put_event(self.account, entry)
+        event = forwarding.event_of(entry, self.account.account, self.account.region)
+        return forwarding.decide(event, self.rules, self.policy, self.bus_arn)
+
+
+def elsewhere(target: Target, account: str, region: str) -> Elsewhere:
+    """`account` and `region` of the local cloud `target`, which must not be its own pair (the forwarder
+    would forward its bus to itself)."""
+    if (account, region) == accounts.home(target):
+        raise TargetError(
+            f"{account} in {region} is the local cloud's own account and Region: nothing to forward"
+        )
+    bus_arn = target.output("EventBusArn")
+    described = target.client("events").describe_event_bus(Name=bus_arn.rsplit("/", 1)[-1])
+    policy = json.loads(described["Policy"]) if described.get("Policy") else None
+    rules = forwarding.forwarder_rules(account, region, bus_arn)
+    return Elsewhere(accounts.in_account(target, account, region), bus_arn, rules, policy)
+
+
+def push_image_in(
+    target: Target, account: str, region: str, repository: str, tag: str | None, *, lose_event: bool = False
+) -> tuple[str, forwarding.Forwarding | None]:
+    """ECR PutImage in another account or Region, then ECR's event there, forwarded to pushdeploy's bus
+    by the forwarder (none with `lose_event`): the digest, and what became of the event."""
+    place = elsewhere(target, account, region)
+    if not lose_event:  # an event never sent needs no admission
+        place.refuse_unless_admitted("aws.ecr", pushes.ECR_IMAGE_ACTION)
+    digest = put_image(place.account, repository, tag)
+    if lose_event:
+        return digest, None
+    return digest, place.send(pushes.ecr_push_entry(repository, tag, digest))
+
+
+def push_codecommit_in(
+    target: Target, account: str, region: str, repository: str, branch: str, commit: str
+) -> forwarding.Forwarding:
+    """CodeCommit's branch event in another account or Region, forwarded as `push_image_in` forwards."""
+    place = elsewhere(target, account, region)
+    place.refuse_unless_admitted("aws.codecommit", pushes.CODECOMMIT_STATE_CHANGE)
+    entry = pushes.codecommit_push_entry(repository, branch, commit, account=account, region=region)
+    return place.send(entry)
