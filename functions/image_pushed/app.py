@@ -1,7 +1,8 @@
 """Image pushed: an `ECR Image Action` (PUSH, SUCCESS) or `ECR Replication Action` (SUCCESS) event.
 
-Decides for every rule that watches the repository, starts what must deploy, records it all. Powertools
-idempotency on the EventBridge event id makes a redelivered event a no-op.
+Decides for every rule that watches the repository, starts what must deploy, records it all. An image's
+scan (`ECR Image Scan`, `Inspector2 Scan`) comes here too: it opens the scan gate of the deployments held
+for it. Powertools idempotency on the EventBridge event id makes a redelivered event a no-op.
 """
 
 from typing import Any

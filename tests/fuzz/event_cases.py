@@ -45,6 +45,7 @@ SEEDS: dict[str, dict[str, Any]] = {
 }
 FUNCTION_OF_SOURCE = {
     "aws.ecr": "image_pushed",
+    "aws.inspector2": "image_pushed",  # scans: the scan gate
     "aws.codecommit": "commit_pushed",
     "aws.apprunner": "operation_changed",
     "aws.events": "reconciler",
@@ -226,7 +227,10 @@ class EventGenerator:
         rng = self.rng
         choices: list[Callable[[], dict[str, Any]]] = [
             lambda: self.seed(
-                rng.choice(("ecr-image-delete", "ecr-image-scan", "codecommit-tag-created")), now
+                rng.choice(
+                    ("ecr-image-delete", "ecr-image-scan", "inspector2-scan", "codecommit-tag-created")
+                ),
+                now,
             ),
             lambda: self.seed("apprunner-service-status-change", now),
             lambda: self.image_push(now, values.ascii_text(rng, 1, 20)),  # a tag no rule selects

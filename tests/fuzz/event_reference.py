@@ -30,9 +30,13 @@ from tests.integration.harness import ACCOUNT, REGION
 
 MAX_TAG_LENGTH = 128
 MAX_BRANCH_LENGTH = 255
-SOURCES = ("aws.ecr", "aws.codecommit", "aws.apprunner")
+SOURCES = ("aws.ecr", "aws.inspector2", "aws.codecommit", "aws.apprunner")
 _ACCOUNT = re.compile(r"[0-9]{12}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+# An ECR repository's ARN, as Inspector names the repository of a scanned image.
+_REPOSITORY_ARN = re.compile(
+    r"arn:aws[a-z-]*:ecr:[a-z]{2}(-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:repository/.+", re.DOTALL
+)
 # Tags the semver rule (>=1.0.0,<2.0.0) may select: a superset (any 1.x.y, build metadata allowed).
 _SEMVER_1 = re.compile(r"v?1\.\d+\.\d+(\+.*)?", re.DOTALL)
 # r"^v(\d+\.?)+$" as RE2 reads it (ASCII digits), written so that Python matches it in linear time.
@@ -64,6 +68,7 @@ def expect_event(function: str, event: Any) -> EventExpectation:
         ("aws.ecr", "ECR Image Action"): _image_action,
         ("aws.ecr", "ECR Replication Action"): _replication,
         ("aws.ecr", "ECR Image Scan"): _scan,
+        ("aws.inspector2", "Inspector2 Scan"): _inspector_scan,
         ("aws.codecommit", "CodeCommit Repository State Change"): _codecommit,
         ("aws.apprunner", "AppRunner Service Operation Status Change"): _operation,
     }.get((source, event["detail-type"]))
@@ -141,6 +146,27 @@ def _scan(event: Mapping[str, Any], detail: dict[str, Any]) -> EventExpectation:
         and isinstance(counts, dict)
         and all(isinstance(n, int) and not isinstance(n, bool) for n in counts.values())
     )
+    return EventExpectation(not shape_ok, reason="a scan result: never deploys")
+
+
+def _inspector_scan(event: Mapping[str, Any], detail: dict[str, Any]) -> EventExpectation:
+    """Inspector's scan of an image (or of an EC2 instance or a Lambda function: no repository)."""
+    counts = detail.get("finding-severity-counts", {})
+    tags = detail.get("image-tags", [])
+    repository = detail.get("repository-name")
+    shape_ok = (
+        _nonempty(detail.get("scan-status"))
+        and _optional_nonempty(detail, "repository-name")
+        and _optional_nonempty(detail, "image-digest")
+        and isinstance(tags, list)
+        and all(isinstance(tag, str) for tag in tags)
+        and isinstance(counts, dict)
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in counts.values())
+    )
+    # An ARN that is not an ECR repository's is refused, when the detail names an image at all.
+    an_image = repository is not None and detail.get("image-digest") is not None
+    if shape_ok and an_image and repository.startswith("arn:"):
+        shape_ok = bool(_REPOSITORY_ARN.fullmatch(repository))
     return EventExpectation(not shape_ok, reason="a scan result: never deploys")
 
 

@@ -41,7 +41,9 @@ SAMPLES = {
     "ecr-replication-success.json": "EcrReplicationRule",
     "codecommit-branch-updated.json": "CodeCommitPushRule",
     "ecr-image-delete.json": None,
+    # Scans are not forwarded: a scan gate on another account's image ends by its `on_timeout`.
     "ecr-image-scan.json": None,
+    "inspector2-scan.json": None,
     "codecommit-tag-created.json": None,
     "apprunner-operation-succeeded.json": None,
     "apprunner-service-status-change.json": None,

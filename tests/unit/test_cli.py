@@ -95,6 +95,16 @@ def test_explain_an_ignored_event(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not a push" in result["ignored"]
 
 
+@pytest.mark.parametrize("sample", ["ecr-image-scan.json", "inspector2-scan.json"])
+def test_explain_a_scan_result_is_ignored_not_a_push(capsys: pytest.CaptureFixture[str], sample: str) -> None:
+    """A scan (ECR basic or Inspector enhanced) opens a scan gate but carries no change (DESIGN 4.2)."""
+    status, out, _ = explain(capsys, str(EVENTS / sample), "--rules", str(EXAMPLE_RULES), "--json")
+    result = json.loads(out)
+    assert status == 0
+    assert (result["changes"], result["operation"]) == ([], None)
+    assert result["ignored"].endswith("scan result, not a push")
+
+
 def test_explain_readable_output(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", str(EXAMPLE_RULES))
     assert status == 0

@@ -176,6 +176,89 @@ def test_a_scan_with_no_findings_has_no_severity_counts() -> None:
     assert parsed.scan.severity_counts == {}
 
 
+def test_an_inspector2_scan_names_its_repository_by_arn_and_is_not_a_push() -> None:
+    """Enhanced scanning: Inspector's event, whose `repository-name` is the repository's ARN (as in the
+    AWS sample of "EventBridge events sent for enhanced scanning in Amazon ECR"); TOTAL is not a
+    severity, and is left out."""
+    event = load("inspector2-scan.json")
+    parsed = parse_eventbridge_event(event)
+    assert parsed.changes == ()
+    assert parsed.ignored == "Inspector2 image scan result, not a push"
+    assert parsed.scan is not None
+    assert (parsed.scan.account, parsed.scan.region, parsed.scan.repository) == (
+        "111122223333",
+        "us-east-1",
+        "web",
+    )
+    assert parsed.scan.digest == load("ecr-image-push.json")["detail"]["image-digest"]
+    assert (parsed.scan.status, parsed.scan.tags) == ("COMPLETE", ("v1.4.0",))
+    assert parsed.scan.severity_counts == {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 4}
+    assert parsed.event_id == event["id"]
+
+
+def test_an_inspector2_scan_takes_account_region_and_nested_name_from_the_arn() -> None:
+    arn = "arn:aws:ecr:us-east-2:123456789012:repository/amazon/amazon-ecs-sample"
+    parsed = parse_eventbridge_event(with_detail("inspector2-scan.json", {"repository-name": arn}))
+    assert parsed.scan is not None
+    assert (parsed.scan.account, parsed.scan.region, parsed.scan.repository) == (
+        "123456789012",
+        "us-east-2",
+        "amazon/amazon-ecs-sample",
+    )
+
+
+def test_an_inspector2_scan_in_another_partition_is_read_too() -> None:
+    arn = "arn:aws-cn:ecr:cn-north-1:111122223333:repository/web"
+    parsed = parse_eventbridge_event(with_detail("inspector2-scan.json", {"repository-name": arn}))
+    assert parsed.scan is not None
+    assert (parsed.scan.region, parsed.scan.repository) == ("cn-north-1", "web")
+
+
+def test_an_inspector2_scan_with_a_plain_repository_name_is_in_the_events_account_and_region() -> None:
+    parsed = parse_eventbridge_event(with_detail("inspector2-scan.json", {"repository-name": "team/web"}))
+    assert parsed.scan is not None
+    assert (parsed.scan.account, parsed.scan.region, parsed.scan.repository) == (
+        "111122223333",
+        "us-east-1",
+        "team/web",
+    )
+
+
+def test_an_inspector2_scan_with_no_findings_listed_has_no_severity_counts() -> None:
+    event = with_detail("inspector2-scan.json", {"finding-severity-counts": {"TOTAL": 0}})
+    parsed = parse_eventbridge_event(event)
+    assert parsed.scan is not None
+    assert parsed.scan.severity_counts == {}
+    parsed = parse_eventbridge_event(with_detail("inspector2-scan.json", {"finding-severity-counts": None}))
+    assert parsed.scan is not None
+    assert parsed.scan.severity_counts == {}
+
+
+def test_an_inspector2_scan_of_an_ec2_instance_is_ignored() -> None:
+    event = with_detail("inspector2-scan.json", {"repository-name": None, "image-digest": None})
+    event["detail"]["instance-id"] = "i-087d63509b8c97098"
+    parsed = parse_eventbridge_event(event)
+    assert (parsed.scan, parsed.changes) == (None, ())
+    assert parsed.ignored == "Inspector2 Scan of a resource that is not an ECR image, not a push"
+
+
+def test_an_inspector2_scan_that_is_not_finished_does_not_open_a_gate() -> None:
+    parsed = parse_eventbridge_event(with_detail("inspector2-scan.json", {"scan-status": "IN_PROGRESS"}))
+    assert parsed.scan is None
+    assert parsed.ignored == "Inspector2 Scan of web with scan-status IN_PROGRESS, not a push"
+
+
+def test_an_inspector2_scan_whose_arn_is_not_an_ecr_repository_is_an_error() -> None:
+    arn = "arn:aws:lambda:us-east-1:111122223333:function:web"
+    message = parse_error(with_detail("inspector2-scan.json", {"repository-name": arn}))
+    assert message == f"Inspector2 Scan: {arn} is not an ECR repository ARN"
+
+
+def test_another_inspector_event_type_is_ignored() -> None:
+    event = load("inspector2-scan.json") | {"detail-type": "Inspector2 Finding"}
+    assert parse_eventbridge_event(event).ignored == "Inspector2 Finding is not a push"
+
+
 def test_another_ecr_event_type_is_ignored() -> None:
     event = load("ecr-image-push.json") | {"detail-type": "ECR Pull Through Cache Action"}
     assert parse_eventbridge_event(event).ignored == "ECR Pull Through Cache Action is not a push"

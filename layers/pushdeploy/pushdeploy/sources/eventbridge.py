@@ -1,6 +1,7 @@
-"""EventBridge events from ECR, CodeCommit and App Runner, as pushdeploy understands them.
+"""EventBridge events from ECR, Amazon Inspector, CodeCommit and App Runner, as pushdeploy understands them.
 
-Shapes follow the AWS docs: "Amazon ECR events and EventBridge", "Monitoring CodeCommit events in Amazon
+Shapes follow the AWS docs: "Amazon ECR events and EventBridge", "EventBridge events sent for enhanced
+scanning in Amazon ECR" (Inspector's `Inspector2 Scan`), "Monitoring CodeCommit events in Amazon
 EventBridge" and "Handling App Runner events in EventBridge". The envelope is checked strictly; the docs'
 own examples use placeholder digests and commit ids (`sha256:7f5b...`, `3e5983EXAMPLE`), so those are only
 required to be non-empty strings.
@@ -75,6 +76,30 @@ class _EcrImageScan(PayloadModel):
     image_tags: list[str] = Field(default_factory=list, alias="image-tags")
     # Only severities with findings are listed, and the whole key may be missing.
     finding_severity_counts: dict[str, int] = Field(default_factory=dict, alias="finding-severity-counts")
+
+
+class _Inspector2Scan(PayloadModel):
+    """The detail of `Inspector2 Scan`. Inspector sends it for EC2 instances and Lambda functions too,
+    which have no repository or image."""
+
+    scan_status: NonEmptyStr = Field(alias="scan-status")
+    # The repository's ARN in AWS's sample (a plain name is taken too).
+    repository_name: NonEmptyStr | None = Field(default=None, alias="repository-name")
+    image_digest: NonEmptyStr | None = Field(default=None, alias="image-digest")
+    image_tags: list[str] = Field(default_factory=list, alias="image-tags")
+    # Severities with findings, and TOTAL: a sum over every severity, listed or not.
+    finding_severity_counts: dict[str, int] = Field(default_factory=dict, alias="finding-severity-counts")
+
+
+# arn:<partition>:ecr:<region>:<account>:repository/<name>; the name may hold '/' (`team/web`).
+_ECR_REPOSITORY_ARN = re.compile(
+    r"arn:aws[a-z-]*:ecr:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}):(?P<account>[0-9]{12}):"
+    r"repository/(?P<name>.+)",
+    re.DOTALL,  # the name is not checked further, as a plain name is not
+)
+# The only scan-status Inspector documents for this event: the image's first scan is done (later ones
+# come as `Inspector2 Finding` events, which the scan gate does not wait for).
+_INSPECTOR_FINISHED = frozenset({"INITIAL_SCAN_COMPLETE"})
 
 
 class _CodeCommitEvent(PayloadModel):
@@ -187,6 +212,40 @@ def _ecr_image_scan(envelope: _Envelope) -> ParsedEvent:
     return ParsedEvent(ignored="ECR image scan result, not a push", scan=scan, event_id=envelope.id)
 
 
+def _inspector2_scan(envelope: _Envelope) -> ParsedEvent:
+    """Enhanced scanning's first scan of an image: a ScanResult like `ECR Image Scan`'s, in the account
+    and Region of the repository its ARN names."""
+    detail = _detail(_Inspector2Scan, envelope)
+    if detail.repository_name is None or detail.image_digest is None:
+        return _ignored(envelope, "Inspector2 Scan of a resource that is not an ECR image, not a push")
+    account, region, repository = _repository_place(envelope, detail.repository_name)
+    if detail.scan_status not in _INSPECTOR_FINISHED:
+        return _ignored(
+            envelope, f"Inspector2 Scan of {repository} with scan-status {detail.scan_status}, not a push"
+        )
+    scan = ScanResult(
+        account=account,
+        region=region,
+        repository=repository,
+        digest=detail.image_digest,
+        tags=tuple(detail.image_tags),
+        status="COMPLETE",
+        severity_counts={k: n for k, n in detail.finding_severity_counts.items() if k.upper() != "TOTAL"},
+    )
+    return ParsedEvent(ignored="Inspector2 image scan result, not a push", scan=scan, event_id=envelope.id)
+
+
+def _repository_place(envelope: _Envelope, name_or_arn: str) -> tuple[str, str, str]:
+    """(account, region, name) of a repository given by ARN, or by name in the event's account and
+    Region. A value that claims to be an ARN and is not an ECR repository's is an error."""
+    if not name_or_arn.startswith("arn:"):
+        return envelope.account, envelope.region, name_or_arn
+    found = _ECR_REPOSITORY_ARN.fullmatch(name_or_arn)
+    if found is None:
+        raise EventError(one_line(f"{envelope.detail_type}: {name_or_arn} is not an ECR repository ARN"))
+    return found["account"], found["region"], found["name"]
+
+
 def _codecommit_state_change(envelope: _Envelope) -> ParsedEvent:
     event = _detail(_CodeCommitEvent, envelope).event
     if event == "referenceDeleted":
@@ -240,6 +299,7 @@ _FAMILIES: dict[str, _Family] = {
         },
         "{} is not a push",
     ),
+    "aws.inspector2": _Family({"Inspector2 Scan": _inspector2_scan}, "{} is not a push"),
     "aws.codecommit": _Family(
         {"CodeCommit Repository State Change": _codecommit_state_change}, "{} is not a push"
     ),
