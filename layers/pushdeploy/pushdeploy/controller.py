@@ -31,6 +31,7 @@ from pushdeploy.domain.order import OrderKind
 from pushdeploy.domain.rules import CompiledRule
 from pushdeploy.domain.slot import Admitted, CheckLive, Entry, Held, Refused, Slot, admit, holds
 from pushdeploy.errors import PushdeployError
+from pushdeploy.gatekeeper import GateKeeper, ScanSource
 from pushdeploy.runner import Runner, Settings
 from pushdeploy.slots import EVENT_NAMES, Notifier, SilentNotifier, SlotChange, SlotKeeper, transition
 
@@ -89,6 +90,7 @@ class Controller:
         settings: Settings | None = None,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        scans: ScanSource | None = None,
     ) -> None:
         self.ledger = ledger
         self.target = target
@@ -99,6 +101,7 @@ class Controller:
         self.slots = SlotKeeper(ledger, self.notifier, clock, sleep)
         self.runner = Runner(ledger, target, self.slots, self.notifier, self.settings, clock)
         self.slots.start = self.runner.start_by_id
+        self.gates = GateKeeper(self, scans)
 
     # --- a change arrives ---------------------------------------------------------------------------
 
@@ -162,12 +165,28 @@ class Controller:
             self.ledger.record(deployment)
             self.notifier.deployment_changed(deployment, EVENT_NAMES[Status.DRY_RUN])
             return DecisionOutcome(decision, deployment.id, "dry run: recorded, App Runner not called")
-        return self._admit(decision, deployment)
+        gated = self.gates.verdict_for(rule, deployment)
+        if gated is None:
+            return self._admit(decision, deployment)
+        verdict, facts = gated
+        deployment = deployment.model_copy(update={"gate_facts": facts})
+        if verdict.rejected is not None:
+            return self._reject_at_once(decision, deployment, verdict.rejected)
+        outcome = self._admit(decision, deployment, verdict.closed, "; ".join(verdict.notes))
+        if outcome.deployment_id is not None:
+            self.gates.supersede_older_held(deployment)
+        return outcome
 
-    def _admit(self, decision: Decision, deployment: Deployment) -> DecisionOutcome:
+    def _admit(
+        self,
+        decision: Decision,
+        deployment: Deployment,
+        gate_holds: tuple[str, ...] = (),
+        gate_notes: str = "",
+    ) -> DecisionOutcome:
         record = DecisionOutcome(decision, deployment.id).as_record()
         try:
-            change, refusal = self.admit(deployment, record)
+            change, refusal = self.admit(deployment, record, gate_holds=gate_holds, gate_notes=gate_notes)
         except DuplicateDeployment:
             return DecisionOutcome(decision, deployment.id)  # a concurrent retry of this change won
         if change is None:
@@ -178,13 +197,28 @@ class Controller:
             return DecisionOutcome(decision, deployment.id, change.created.detail)
         return DecisionOutcome(decision, deployment.id, "queued: the service is busy")
 
+    def _reject_at_once(self, decision: Decision, deployment: Deployment, reason: str) -> DecisionOutcome:
+        """A gate said no before the deployment could even wait (a scan already over its limits)."""
+        rejected = deployment.model_copy(
+            update={"status": Status.REJECTED, "settled_at": self.clock(), "detail": f"rejected: {reason}"}
+        )
+        if self.ledger.record(rejected):
+            self.notifier.deployment_changed(rejected, EVENT_NAMES[Status.REJECTED])
+        return DecisionOutcome(decision, deployment.id, f"rejected: {reason}")
+
     def admit(
-        self, deployment: Deployment, decision: dict[str, Any] | None = None, *, force: bool = False
+        self,
+        deployment: Deployment,
+        decision: dict[str, Any] | None = None,
+        *,
+        force: bool = False,
+        gate_holds: tuple[str, ...] = (),
+        gate_notes: str = "",
     ) -> tuple[SlotChange | None, str | None]:
         """Admit a new deployment into its service's slot, in one transaction with the `decision` that
         made it (a push's): start it, queue it, hold it, or refuse it. Returns the committed change, or
         None and the refusal. `force` (an operator's) deploys an artifact that failed there before, or
-        that is live, again.
+        that is live, again. `gate_holds` are its rule's gates still closed (`gate_notes` says how).
 
         Raises DuplicateDeployment when the deployment is already recorded.
         """
@@ -198,7 +232,7 @@ class Controller:
                 refusals.append(_failure_refusal(deployment, failure))
                 return None
             live_id = slot.live.id if slot.live else ""
-            held_by = holds(slot, deployment.trigger)
+            held_by = (*holds(slot, deployment.trigger), *gate_holds)
             admission = admit(slot, newcomer, confirmed.get(live_id), held_by=held_by, check_live=not force)
             if isinstance(admission, CheckLive):
                 confirmed[live_id] = self._still_live(deployment.service, admission.live)
@@ -207,7 +241,7 @@ class Controller:
                 refusals.append(admission.reason)
                 return SlotChange(admission.renewed) if admission.renewed else None
             assert not isinstance(admission, CheckLive)
-            return self._admission_change(deployment, admission, slot, decision)
+            return self._admission_change(deployment, admission, slot, decision, gate_notes)
 
         change = self.slots.change(deployment.service, plan)
         if change is not None and change.created is None and not change.transitions:
@@ -220,6 +254,7 @@ class Controller:
         admission: Admitted | Held,
         before: Slot,
         decision: dict[str, Any] | None,
+        gate_notes: str = "",
     ) -> SlotChange:
         now = self.clock()
         puts = []
@@ -228,10 +263,14 @@ class Controller:
                 Ledger.decision_put(deployment.change_id, deployment.rule, {**decision, "decided_at": now})
             )
         if isinstance(admission, Held):
+            detail = "; ".join(part for part in (_held_detail(before), gate_notes) if part and part != "held")
             held = deployment.model_copy(
-                update={"status": Status.HELD, "held_by": admission.held_by, "detail": _held_detail(before)}
+                update={"status": Status.HELD, "held_by": admission.held_by, "detail": detail or "held"}
             )
-            return SlotChange(admission.slot, created=held, puts=puts, notify=[(deployment.id, "Held")])
+            notify = [(deployment.id, "Held")]
+            if "approval" in admission.held_by:
+                notify.append((deployment.id, "Awaiting Approval"))
+            return SlotChange(admission.slot, created=held, puts=puts, notify=notify)
         released = deployment.status is Status.HELD  # a held deployment admitted at last: it exists
         if admission.start_now:
             if released:
@@ -306,9 +345,12 @@ class Controller:
         self.reconcile_service(operation.service)
 
     def reconcile(self) -> ReconcileReport:
-        """Settle what ended, recover lost starts, start what waits. One query when nothing is in flight."""
-        services = sorted({deployment.service for deployment in self.ledger.in_flight()})
+        """Settle what ended, recover lost starts, start what waits, look again at what is held for a
+        gate. One query when nothing is in flight or held."""
+        followed = self.ledger.followed()
+        services = sorted({d.service for d in followed if d.status is not Status.HELD})
         report = ReconcileReport(services=len(services))
+        report.failures += self.gates.review_all([d for d in followed if d.status is Status.HELD])
         for service in services:
             try:
                 self.reconcile_service(service)

@@ -15,7 +15,7 @@ from typing import Any
 from pushdeploy.adapters.apprunner import ServiceView, TargetGone
 from pushdeploy.controller import Controller
 from pushdeploy.domain.changes import partition_of_region, registry_host
-from pushdeploy.domain.deployments import Deployment, Status, Trigger
+from pushdeploy.domain.deployments import Deployment, Status, Trigger, gated
 from pushdeploy.domain.order import compare
 from pushdeploy.domain.slot import Pause, Slot, paused, resumed
 from pushdeploy.errors import PushdeployError
@@ -225,9 +225,14 @@ class Operator:
             return SlotChange(resumed(slot))
 
         self.controller.slots.change(service, plan)
-        held = self.ledger.held(service)
-        if not was_paused and not held:
+        all_held = self.ledger.held(service)
+        if not was_paused and not all_held:
             raise Refusal(f"{_name(service)} is not paused")
+        # What waits for a gate too stays held until its gates open (looked at again now, unpaused).
+        held = [h for h in all_held if not gated(h.held_by)]
+        for deployment in all_held:
+            if deployment not in held:
+                self.controller.gates.review(deployment)
         keep = None if discard or not held else newest(held)
         who = f" by {actor}" if actor else ""
         for deployment in held:
@@ -241,7 +246,7 @@ class Operator:
             self._supersede_held(deployment, detail, keep.id if keep else None)
         if keep is not None:
             self._release(keep)
-        return [d for d in (self.ledger.deployment(h.id) for h in held) if d is not None]
+        return [d for d in (self.ledger.deployment(h.id) for h in all_held) if d is not None]
 
     def _supersede_held(self, deployment: Deployment, detail: str, by: str | None) -> None:
         moved = transition(

@@ -23,6 +23,7 @@ from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.adapters.notifier import EventBridgeNotifier, MetricsSink
 from pushdeploy.adapters.regional import RegionalTarget
 from pushdeploy.adapters.rules_store import RulesStore
+from pushdeploy.adapters.scans import ScanReader
 from pushdeploy.adapters.sources import AccountClients, SourceReader, roles_by_account
 from pushdeploy.controller import Controller, Settings
 from pushdeploy.controller import utc_now as utc_now  # the clock of every handler; tests move it
@@ -80,8 +81,9 @@ def make_controller(metrics: MetricsSink | None = None) -> Controller:
     )
     target = RegionalTarget(lambda region: AppRunnerTarget(client("apprunner", region)))  # type: ignore[arg-type]
     notifier = EventBridgeNotifier(client("events"), _env("EVENT_BUS_NAME", "default"), metrics)  # type: ignore[arg-type]
+    scans = ScanReader(lambda region: client("ecr", region), clock=lambda: utc_now())
     return Controller(
-        ledger, target, rules, notifier, settings(), clock=lambda: utc_now()
+        ledger, target, rules, notifier, settings(), clock=lambda: utc_now(), scans=scans
     )  # late-bound: tests move time
 
 
@@ -159,6 +161,10 @@ def process_push(event: Any, metrics: MetricsSink | None = None) -> dict[str, An
         _count(metrics, "EventsRejected")
         return {"status": "rejected"}
     parsed, first_position = parsed_at
+    if parsed.scan is not None:
+        looked_at = controller(metrics).gates.on_scan(parsed.scan)
+        _count(metrics, "ScansReceived")
+        return {"status": "scanned", "digest": parsed.scan.digest, "deployments": looked_at}
     if not parsed.changes:
         logger.info("event ignored", extra={"reason": parsed.ignored})
         _count(metrics, "EventsIgnored")

@@ -2,8 +2,9 @@
 
 One table (single-table design). Items:
 - `DEPLOYMENT#<id>` / `DEPLOYMENT`: a deployment. GSIs: ByService (service, created_key) for a service's
-  history newest first; InFlight (inflight, created_key), sparse, only while queued/starting/in progress,
-  for the reconciler; ByStatus (status, created_key); ByArtifact (artifact, created_key) by digest or commit.
+  history newest first; InFlight (inflight, created_key), sparse, only while queued/starting/in progress
+  or held for a gate, for the reconciler; ByStatus (status, created_key); ByArtifact (artifact,
+  created_key) by digest or commit.
 - `SERVICE#<arn>` / `SLOT`: the service's active, pending and live deployment, each with its place in its
   rule's order, and a version number. Every slot change is one transaction conditioned on that version,
   so concurrent Lambdas cannot both start a deployment on one service, nor both pass an order check.
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pushdeploy.domain.changes import Change
-from pushdeploy.domain.deployments import IN_FLIGHT, Attempt, Deployment, Status
+from pushdeploy.domain.deployments import IN_FLIGHT, Attempt, Deployment, Status, gated
 from pushdeploy.domain.slot import Entry, Pause, Slot
 from pushdeploy.domain.sweep import same_push
 from pushdeploy.errors import PushdeployError
@@ -113,6 +114,11 @@ def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _decode(value) for name, value in item.items()}
 
 
+def followed(status: Status, held_by: Iterable[str] | None) -> bool:
+    """Whether the reconciler looks at a deployment on every tick: in flight, or held for a gate."""
+    return status in IN_FLIGHT or (status is Status.HELD and gated(tuple(held_by or ())))
+
+
 def _created_key(deployment: Deployment) -> str:
     return f"{deployment.created_at.isoformat()}#{deployment.id}"
 
@@ -128,7 +134,7 @@ def deployment_item(deployment: Deployment) -> dict[str, Any]:
             "kind": "deployment",
             "created_key": _created_key(deployment),
             "artifact": deployment.artifact or None,
-            "inflight": "yes" if deployment.status in IN_FLIGHT else None,
+            "inflight": "yes" if followed(deployment.status, deployment.held_by) else None,
         }
     )
 
@@ -278,11 +284,11 @@ class Ledger:
                 continue
             values[f":f{position}"] = value
             assignments.append(f"#f{position} = :f{position}")
-        if transition.to_status in IN_FLIGHT:
+        if followed(transition.to_status, transition.fields.get("held_by")):
             values[":inflight"] = "yes"
             assignments.append("inflight = :inflight")
-        else:
-            removals.append("inflight")
+        elif transition.to_status is not Status.HELD or "held_by" in transition.fields:
+            removals.append("inflight")  # a held one whose holds are not told keeps its place
         expression = "SET " + ", ".join(assignments)
         if removals:
             expression += " REMOVE " + ", ".join(removals)
@@ -336,9 +342,19 @@ class Ledger:
 
     # --- queries ---------------------------------------------------------------------------------
 
-    def in_flight(self) -> list[Deployment]:
-        """Everything queued, starting or in progress: one query on a sparse index, cheap when empty."""
+    def followed(self) -> list[Deployment]:
+        """Everything queued, starting or in progress, and what is held for a gate: the reconciler's one
+        query per tick, on a sparse index, cheap when empty."""
         return list(self._query("InFlight", "inflight", "yes", limit=None, newest_first=False))
+
+    def in_flight(self) -> list[Deployment]:
+        """Everything queued, starting or in progress."""
+        return [deployment for deployment in self.followed() if deployment.status in IN_FLIGHT]
+
+    def held_for_rule(self, service: str, rule: str) -> list[Deployment]:
+        """The rule's held deployments on the service (one query of the held ones, which are few)."""
+        held = self.with_status(Status.HELD, limit=None)
+        return [d for d in held if d.service == service and d.rule == rule]
 
     def for_service(self, service: str, limit: int | None = 50) -> list[Deployment]:
         return list(self._query("ByService", "service", service, limit))

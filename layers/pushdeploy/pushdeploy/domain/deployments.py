@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from pushdeploy.domain.changes import Change
 from pushdeploy.domain.decisions import Decision
@@ -116,6 +116,12 @@ def iso(moment: datetime | None) -> str | None:
 AttemptOutcome = Literal["started", "refused", "unknown"]
 Trigger = Literal["push", "manual", "rollback", "take-over", "sweep"]
 HoldReason = Literal["pause", "scan", "window", "freeze", "approval", "promotion"]
+GATE_HOLDS: frozenset[str] = frozenset({"scan", "window", "freeze", "approval", "promotion"})
+
+
+def gated(held_by: tuple[str, ...] | list[str]) -> bool:
+    """Whether a hold waits for a gate (then the reconciler looks at it on every tick), not only a pause."""
+    return any(reason in GATE_HOLDS for reason in held_by)
 
 
 class Attempt(BaseModel):
@@ -167,6 +173,8 @@ class Deployment(BaseModel):
     actor: str | None = None  # the IAM identity of the operator who asked; None for a push
     trigger: Trigger = "push"
     held_by: tuple[HoldReason, ...] = ()  # what a held deployment waits for
+    # What its rule's gates were told (`scan`, `approval` records, see pushdeploy.domain.gates).
+    gate_facts: dict[str, Any] = Field(default_factory=dict)
     version: str | None = None  # the semantic version, for semver rules
     order: OrderKind = "time"  # how the rule orders its pushes (see pushdeploy.domain.order)
     pushed_at: datetime | None = None
@@ -279,6 +287,7 @@ class Deployment(BaseModel):
             "actor": self.actor,
             "trigger": self.trigger,
             "held_by": list(self.held_by),
+            "gates": self.gate_facts,
             "configured": self.configured,
             "attempts": self.attempts,
         }

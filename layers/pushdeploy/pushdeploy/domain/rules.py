@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, fie
 from pydantic_core import ErrorDetails
 
 from pushdeploy.domain.changes import Change, SourceKey, registry_host, source_key
+from pushdeploy.domain.gates import Gates, promotion_problems
 from pushdeploy.domain.matching import (
     ExactMatcher,
     GlobMatcher,
@@ -175,6 +176,7 @@ class Rule(_Strict):
     image: ImageSource | None = None
     code: CodeSource | None = None
     dry_run: bool = False
+    gates: Gates | None = None
 
     @field_validator("id")
     @classmethod
@@ -192,6 +194,8 @@ class Rule(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> Rule:
         _exactly_one(self.__dict__, ("image", "code"))
+        if self.gates is not None and self.gates.scan is not None and self.code is not None:
+            raise ValueError("gates.scan: a scan gate applies to image rules only")
         return self
 
 
@@ -372,6 +376,10 @@ def validate_rules_document(document: object) -> list[Rule]:
         if rule is not None:
             rules.append(rule)
     problems.extend(_duplicate_problems(raw_rules))
+    promotions = {
+        rule.id: rule.gates.after.rule if rule.gates and rule.gates.after else None for rule in rules
+    }
+    problems.extend(promotion_problems(promotions))
     if problems:
         raise RulesError(problems)
     return rules
