@@ -232,3 +232,54 @@ def test_an_unknown_service_name_is_one_line_and_exit_2(
     assert status == 1
     assert "no known service is named nope" in err
     assert err.count("\n") == 1
+
+
+# --- approvals (DESIGN 4.7) ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def gated(stack: Cloud) -> str:
+    """web-prod on a semver rule that needs an approval."""
+    image = stack.create_image_service("web-prod", tag="v1.0.0")
+    approval = {"approval": {"required": True, "timeout": "24h"}}
+    stack.apply_rules(
+        [
+            {
+                "id": "web-prod",
+                "service": image,
+                "image": {"repository": "web", "semver": ">=1.0.0"},
+                "gates": approval,
+            }
+        ]
+    )
+    stack.sim.calls.clear()
+    return image
+
+
+def test_approve_starts_the_held_deployment_and_records_the_callers_identity_and_reason(
+    stack: Cloud, gated: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.push_image("v1.1.0", DIGESTS[0])
+    status, shown, _ = cli(capsys, "status", "web-prod")
+    assert status == 0
+    assert "waits for approval" in shown
+    (held,) = stack.deployments(gated)
+    status, approved, err = cli(capsys, "approve", held.id, "--reason", "CAB-42", "--json")
+    assert status == 0, err
+    assert approved["status"] == "in_progress"
+    assert approved["gates"]["approval"]["by"].startswith("arn:aws:")
+    assert approved["gates"]["approval"]["reason"] == "CAB-42"
+
+
+def test_reject_ends_it_and_a_second_decision_is_refused(
+    stack: Cloud, gated: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.push_image("v1.1.0", DIGESTS[0])
+    (held,) = stack.deployments(gated)
+    status, rejected, _ = cli(capsys, "reject", held.id, "--reason", "freeze week", "--json")
+    assert (status, rejected["status"]) == (0, "rejected")
+    assert "freeze week" in rejected["detail"]
+    status, _, err = cli(capsys, "approve", held.id)
+    assert status == 2
+    assert "does not await approval" in err
+    assert stack.sim.calls == []

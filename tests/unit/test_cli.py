@@ -275,3 +275,21 @@ def test_an_invalid_caret_range_is_one_line_on_stderr(
     status, out, err = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", rules)
     assert (status, out) == (2, "")
     assert err.splitlines() == ["error: rule web-prod: image.semver: '^1.2.x.5' is not a version or range"]
+
+
+def test_explain_shows_the_gates_a_deploying_decision_would_wait_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "gated.yaml"
+    rules.write_text(
+        f"version: 1\nrules:\n  - id: web-prod\n    service: {WEB_PROD}\n"
+        "    image: {repository: web, semver: '^1.2.0'}\n"
+        "    gates:\n      scan: {max: {critical: 0}}\n      approval: {required: true, timeout: 4h}\n"
+    )
+    status, out, _ = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", str(rules), "--json")
+    assert status == 0
+    (decision,) = json.loads(out)["changes"][0]["decisions"]
+    assert [gate["gate"] for gate in decision["gates"]] == ["scan", "approval"]
+    assert decision["gates"][1]["waits_for"] == "`pushdeploy approve` within 4h"
+    status, text, _ = explain(capsys, str(EVENTS / "ecr-image-push.json"), "--rules", str(rules))
+    assert "    waits for scan: the image's scan: critical <= 0 (waits up to 30m, then hold)" in text

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pushdeploy.domain.decisions import decide
+from pushdeploy.domain.decisions import Decision, decide
+from pushdeploy.domain.gates import describe
 from pushdeploy.domain.rules import RuleIndex
 from pushdeploy.sources import parse_any
 
@@ -19,7 +20,7 @@ def explain_event(
     """
     parsed = parse_any(raw, headers or {}, [secret] if secret is not None else None)
     changes = [
-        {**change.model_dump(), "decisions": [d.model_dump() for d in decide(change, rules)]}
+        {**change.model_dump(), "decisions": [_explained(d, rules) for d in decide(change, rules)]}
         for change in parsed.changes
     ]
     return {
@@ -28,3 +29,14 @@ def explain_event(
         "signature": parsed.signature,
         "operation": parsed.operation.model_dump() if parsed.operation is not None else None,
     }
+
+
+def _explained(decision: Decision, rules: RuleIndex) -> dict[str, Any]:
+    """The contract's decision and, for a deploying one whose rule has gates (DESIGN 4.7), the gates it
+    would wait for (`gates`, only then: a decision without gates keeps the contract's exact shape)."""
+    explained = decision.model_dump()
+    rule = next((r for r in rules.rules if r.id == decision.rule), None)
+    gates = rule.rule.gates if rule is not None and decision.deploys else None
+    if gates is not None and gates.names:
+        explained["gates"] = [{"gate": name, "waits_for": words} for name, words in describe(gates)]
+    return explained

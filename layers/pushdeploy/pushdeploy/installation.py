@@ -111,6 +111,7 @@ def controller(target: Target) -> Controller:
     from pushdeploy.adapters.notifier import EventBridgeNotifier
     from pushdeploy.adapters.regional import RegionalTarget
     from pushdeploy.adapters.rules_store import RulesStore
+    from pushdeploy.adapters.scans import ScanReader
     from pushdeploy.controller import Controller
 
     dynamodb = target.client("dynamodb")
@@ -118,7 +119,9 @@ def controller(target: Target) -> Controller:
     rules = RulesStore(dynamodb, target.output("RulesTableName"), cache_seconds=0)
     regional = RegionalTarget(lambda region: AppRunnerTarget(target.client_in("apprunner", region)))
     notifier = EventBridgeNotifier(target.client("events"), target.outputs.get("EventBusName", "default"))
-    return Controller(ledger, regional, rules, notifier, clock=lambda: now())  # late-bound for tests
+    scans = ScanReader(lambda region: target.client_in("ecr", region), clock=lambda: now())
+    # The clock is late-bound: tests move it.
+    return Controller(ledger, regional, rules, notifier, clock=lambda: now(), scans=scans)
 
 
 def now() -> datetime:

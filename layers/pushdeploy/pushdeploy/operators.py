@@ -19,6 +19,7 @@ from pushdeploy.domain.deployments import Deployment, Status, Trigger, gated
 from pushdeploy.domain.order import compare
 from pushdeploy.domain.slot import Pause, Slot, paused, resumed
 from pushdeploy.errors import PushdeployError
+from pushdeploy.gatekeeper import GateError
 from pushdeploy.slots import SlotChange, transition
 
 _ECR_IMAGE = re.compile(
@@ -266,6 +267,28 @@ class Operator:
         change, refusal = self.controller.admit(deployment)
         if change is None:
             self._supersede_held(deployment, refusal or "not deployed", None)
+
+    # --- approvals ---------------------------------------------------------------------------------
+
+    def approve(
+        self, deployment_id: str, *, reason: str | None = None, actor: str | None = None
+    ) -> Deployment:
+        """Open the approval gate of a held deployment; it starts once every other gate is open too."""
+        return self._decide(deployment_id, approved=True, reason=reason, actor=actor)
+
+    def reject(
+        self, deployment_id: str, *, reason: str | None = None, actor: str | None = None
+    ) -> Deployment:
+        """Say no to a held deployment that awaits approval: it is `rejected`, with who and why."""
+        return self._decide(deployment_id, approved=False, reason=reason, actor=actor)
+
+    def _decide(
+        self, deployment_id: str, *, approved: bool, reason: str | None, actor: str | None
+    ) -> Deployment:
+        try:
+            return self.controller.gates.decide(deployment_id, approved=approved, actor=actor, reason=reason)
+        except GateError as refused:
+            raise Refusal(str(refused)) from None
 
     # --- what is live ------------------------------------------------------------------------------
 

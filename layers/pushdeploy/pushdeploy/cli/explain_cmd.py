@@ -74,6 +74,8 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"    service {decision['service']}")
             if decision["image"]:
                 lines.append(f"    image   {decision['image']}")
+            for gate in decision.get("gates") or []:
+                lines.append(f"    waits for {gate['gate']}: {gate['waits_for']}")
     return "\n".join(lines)
 
 

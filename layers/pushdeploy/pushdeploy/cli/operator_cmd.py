@@ -1,4 +1,5 @@
-"""The on-call commands (DESIGN 4.6): `deploy`, `rollback`, `pause`, `resume`, `status`.
+"""The on-call commands (DESIGN 4.6, 4.7): `deploy`, `rollback`, `pause`, `resume`, `approve`, `reject`,
+`status`.
 
 Each goes through the controller's queue (one operation per service) and is recorded with who asked and
 why. Exit status 0 done, 1 when a `--wait` ended in anything but succeeded, 2 for a refusal.
@@ -64,6 +65,20 @@ def register(commands: Any) -> None:
     _json_argument(resume)
     add_target_options(resume)
     resume.set_defaults(handler=run_resume)
+
+    for verb, does in (
+        ("approve", "open the approval gate of a held deployment (it starts once its other gates are open)"),
+        ("reject", "refuse a held deployment that awaits approval: it ends rejected"),
+    ):
+        decide = commands.add_parser(
+            verb,
+            help=does,
+            description=f"{does[0].upper()}{does[1:]}. Recorded with your IAM identity and the reason.",
+        )
+        decide.add_argument("deployment_id", metavar="DEPLOYMENT_ID", help="the held deployment's id")
+        _reason_argument(decide)
+        _wait_and_json(decide)
+        decide.set_defaults(handler=run_approve if verb == "approve" else run_reject)
 
     status = commands.add_parser(
         "status",
@@ -146,6 +161,20 @@ def run_resume(args: argparse.Namespace) -> int:
     for deployment in held:
         print(f"  {deployment.id}  {deployment.status}  {_what(deployment)}")
     return 0
+
+
+def run_approve(args: argparse.Namespace) -> int:
+    target = resolve(args)
+    engine = operator(target)
+    deployment = engine.approve(args.deployment_id, reason=args.reason, actor=caller(target))
+    return _report(engine, deployment, args)
+
+
+def run_reject(args: argparse.Namespace) -> int:
+    target = resolve(args)
+    engine = operator(target)
+    deployment = engine.reject(args.deployment_id, reason=args.reason, actor=caller(target))
+    return _report(engine, deployment, args)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -275,7 +304,10 @@ def _status_text(status: dict[str, Any]) -> str:
     if status["paused"]:
         paused = status["paused"]
         lines.append(f"  paused     {paused['reason']} (by {paused['by']} at {paused['at']})")
-    if status["held"]:
-        lines.append(f"  held       {len(status['held'])} deployment(s)")
+    for held in status["held"]:
+        waits = ", ".join(held.get("held_by") or []) or "-"
+        lines.append(
+            f"  held       {held['id']}  {held.get('tag') or held.get('commit') or ''}  waits for {waits}"
+        )
     lines.append(f"  last       {status['last_outcome'] or '-'}")
     return "\n".join(lines)

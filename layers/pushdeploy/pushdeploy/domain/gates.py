@@ -211,6 +211,35 @@ class Gates(_Strict):
         return tuple(name for name in GATE_ORDER if present[name])
 
 
+def describe(gates: Gates) -> list[tuple[GateName, str]]:
+    """Each gate a deployment of the rule waits for, in words (for `explain`)."""
+    described: list[tuple[GateName, str]] = []
+    if gates.scan is not None:
+        limits = ", ".join(
+            f"{severity} <= {getattr(gates.scan.max, severity)}"
+            for severity in SEVERITIES
+            if getattr(gates.scan.max, severity) is not None
+        )
+        waits = f"waits up to {gates.scan.wait}, then {gates.scan.on_timeout}"
+        described.append(("scan", f"the image's scan: {limits or 'any findings'} ({waits})"))
+    if gates.windows is not None:
+        described.append(("window", "inside " + " or ".join(w.describe() for w in gates.windows)))
+    if gates.freeze is not None:
+        spans = "; ".join(f"{f.reason} {_utc(f.start)} to {_utc(f.end)}" for f in gates.freeze)
+        described.append(("freeze", f"not during {spans}"))
+    if gates.approval is not None and gates.approval.required:
+        described.append(("approval", f"`pushdeploy approve` within {gates.approval.timeout}"))
+    if gates.after is not None:
+        described.append(
+            ("promotion", f"succeeded on rule {gates.after.rule}'s service, baked {gates.after.bake}")
+        )
+    return described
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 # --- facts and verdicts ---------------------------------------------------------------------------------
 
 
