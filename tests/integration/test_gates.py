@@ -302,3 +302,10 @@ def current_rules(cloud: Cloud) -> list[dict[str, Any]]:
 
     stored = RulesStore(cloud.dynamodb, TABLES["RulesTable"]).all_rules()
     return [rule.model_dump(exclude_none=True, by_alias=True) for rule in stored]
+
+
+def test_deployments_list_shows_what_holds_a_held_deployment(cloud: Cloud, prod: str) -> None:
+    from pushdeploy.cli.deployments_cmd import render_table
+
+    cloud.push_image("v1.1.0", DIGESTS[0])
+    assert "held (approval)" in render_table(cloud.deployments(prod))

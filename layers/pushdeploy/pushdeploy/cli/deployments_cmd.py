@@ -149,7 +149,7 @@ def render_table(deployments: list[Deployment]) -> str:
         rows.append(
             (
                 iso(d.created_at) or "",
-                str(d.status),
+                f"held ({', '.join(d.held_by)})" if d.status is Status.HELD and d.held_by else str(d.status),
                 d.rule or d.trigger,
                 _name(d.service),
                 _what(d),
