@@ -309,3 +309,18 @@ def test_deployments_list_shows_what_holds_a_held_deployment(cloud: Cloud, prod:
 
     cloud.push_image("v1.1.0", DIGESTS[0])
     assert "held (approval)" in render_table(cloud.deployments(prod))
+
+
+def test_a_reconciler_run_that_read_the_deployment_earlier_never_erases_an_approval(cloud: Cloud) -> None:
+    service = cloud.create_image_service("web-prod", tag="v1.0.0")
+    closed_now = {"days": "mon-sun", "from": "00:00", "to": "00:01", "tz": "UTC"}
+    gates = {"windows": [closed_now], **APPROVAL}
+    cloud.apply_rules([image_rule("web-prod", service, gates, semver="^1.0.0")])
+    at_utc(cloud, cloud.now().replace(hour=12, minute=0) + timedelta(days=1))
+    cloud.push_image("v1.1.0", DIGESTS[0])
+    stale = only(cloud, service)  # what a reconciler run read before the approval
+    engine().gates.decide(stale.id, approved=True, actor="alice", reason=None)
+    engine().gates.review(stale)
+    held = only(cloud, service)
+    assert held.held_by == ("window",)
+    assert held.gate_facts["approval"]["by"] == "alice"

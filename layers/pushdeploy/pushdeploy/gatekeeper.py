@@ -100,7 +100,8 @@ class GateKeeper:
         ]
         for deployment in waiting:
             found = self._scan_of(deployment) or _from_event(scan, self.clock())
-            self.review(_with_fact(deployment, "scan", found.as_record()))
+            self.ledger.record_gate_fact(deployment.id, "scan", found.as_record())
+            self._review_again(deployment.id)
         return [deployment.id for deployment in waiting]
 
     def decide(
@@ -114,31 +115,39 @@ class GateKeeper:
         if deployment.status is not Status.HELD or "approval" not in deployment.held_by:
             raise GateError(f"deployment {deployment_id} does not await approval (it is {deployment.status})")
         approval = Approval(approved, actor, reason, self.clock())
-        self.review(_with_fact(deployment, "approval", approval.as_record()))
+        if not self.ledger.record_gate_fact(deployment_id, "approval", approval.as_record()):
+            raise GateError(f"deployment {deployment_id} was decided meanwhile")
+        self._review_again(deployment_id)
         return self.ledger.deployment(deployment_id) or deployment
+
+    def _review_again(self, deployment_id: str) -> None:
+        deployment = self.ledger.deployment(deployment_id)
+        if deployment is not None and deployment.status is Status.HELD:
+            self.review(deployment)
 
     def review(self, deployment: Deployment) -> None:
         """Look at a held deployment again: reject it, keep it held (saying what still holds it), or admit
-        it. `deployment.gate_facts` may carry facts not recorded yet (a scan, an approval)."""
+        it."""
         rule = self._rule_of(deployment)
         if rule is None:
             self._supersede(deployment, None, "its rule is no longer in the rules file")
             return
         gates = rule.rule.gates or Gates()
         facts = self._facts(gates, deployment)
+        if facts.scan is not None and not deployment.gate_facts.get("scan"):
+            self.ledger.record_gate_fact(deployment.id, "scan", facts.scan.as_record())  # found in ECR now
         verdict = evaluate(gates, facts, self.clock())
-        records = {**deployment.gate_facts, **_records(facts)}
         if verdict.rejected is not None:
-            self._reject(deployment, verdict.rejected, records)
+            self._reject(deployment, verdict.rejected)
             return
         paused = ("pause",) if self.ledger.slot(deployment.service).paused is not None else ()
         held_by = (*paused, *verdict.closed)
         detail = _held_detail(verdict, paused)
         if held_by:
-            if (held_by, detail, records) != (deployment.held_by, deployment.detail, deployment.gate_facts):
-                self._keep_held(deployment, held_by, detail, records)
+            if (held_by, detail) != (deployment.held_by, deployment.detail):
+                self._keep_held(deployment, held_by, detail)
             return
-        self._release(deployment, detail, records)
+        self._release(deployment, detail)
 
     def review_all(self, held: list[Deployment]) -> int:
         """The reconciler's tick: every deployment held for a gate. Failures are counted, not raised: one
@@ -207,23 +216,18 @@ class GateKeeper:
 
     # --- moves ----------------------------------------------------------------------------------------
 
-    def _keep_held(
-        self, deployment: Deployment, held_by: tuple[str, ...], detail: str, facts: dict[str, Any]
-    ) -> None:
-        moved = transition(
-            deployment.id, Status.HELD, Status.HELD, held_by=list(held_by), detail=detail, gate_facts=facts
+    def _keep_held(self, deployment: Deployment, held_by: tuple[str, ...], detail: str) -> None:
+        self.ledger.update(
+            transition(deployment.id, Status.HELD, Status.HELD, held_by=list(held_by), detail=detail)
         )
-        self.ledger.update(moved)
 
-    def _release(self, deployment: Deployment, detail: str, facts: dict[str, Any]) -> None:
+    def _release(self, deployment: Deployment, detail: str) -> None:
         """Every gate is open: admit it, as a push would be (it may still be refused: older than what is
         live by now, say; it is then superseded with that reason)."""
         opened = f"every gate open: {detail}"
-        if not self.ledger.update(
-            transition(deployment.id, Status.HELD, Status.HELD, detail=opened, gate_facts=facts)
-        ):
+        if not self.ledger.update(transition(deployment.id, Status.HELD, Status.HELD, detail=opened)):
             return  # moved on meanwhile (superseded, released by another run)
-        released = deployment.model_copy(update={"detail": opened, "gate_facts": facts})
+        released = deployment.model_copy(update={"detail": opened})
         try:
             change, refusal = self.controller.admit(released)
         except DuplicateDeployment:
@@ -233,7 +237,7 @@ class GateKeeper:
             return
         self.supersede_older_held(released)
 
-    def _reject(self, deployment: Deployment, reason: str, facts: dict[str, Any]) -> None:
+    def _reject(self, deployment: Deployment, reason: str) -> None:
         moved = transition(
             deployment.id,
             Status.HELD,
@@ -241,7 +245,6 @@ class GateKeeper:
             settled_at=self.clock(),
             held_by=[],
             detail=f"rejected: {reason}",
-            gate_facts=facts,
         )
         if self.ledger.update(moved):
             self.controller.slots.notify_by_id(deployment.id, "Rejected")
@@ -285,10 +288,6 @@ def _records(facts: GateFacts) -> dict[str, Any]:
     if facts.approval is not None:
         records["approval"] = facts.approval.as_record()
     return records
-
-
-def _with_fact(deployment: Deployment, name: str, record: dict[str, Any]) -> Deployment:
-    return deployment.model_copy(update={"gate_facts": {**deployment.gate_facts, name: record}})
 
 
 def _from_event(scan: ScanResult, now: datetime) -> ScanFacts:

@@ -332,6 +332,21 @@ class Ledger:
             raise
         return deployment_from_item(answer["Attributes"])
 
+    def record_gate_fact(self, deployment_id: str, name: str, record: Mapping[str, Any]) -> bool:
+        """Record what a gate of a held deployment was told (`scan`, `approval`), once: False when it was
+        told already, or the deployment is no longer held. Kept apart from the moves of `update`, so that
+        a reconciler run that read the deployment earlier cannot write over it."""
+        return self._conditional(
+            lambda: self._client.update_item(
+                TableName=self._table,
+                Key=_item({"pk": f"DEPLOYMENT#{deployment_id}", "sk": _DEPLOYMENT_SK}),
+                UpdateExpression="SET gate_facts.#name = :record",
+                ConditionExpression="#status = :held AND attribute_not_exists(gate_facts.#name)",
+                ExpressionAttributeNames={"#name": name, "#status": "status"},
+                ExpressionAttributeValues=_item({":record": record, ":held": str(Status.HELD)}),
+            )
+        )
+
     def deployment(self, deployment_id: str) -> Deployment | None:
         found = self._client.get_item(
             TableName=self._table,
