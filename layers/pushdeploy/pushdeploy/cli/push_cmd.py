@@ -156,7 +156,7 @@ def run_push_image(args: argparse.Namespace) -> int:
         "watched_by": watchers,
     }
     _report(args, shown, digest)
-    _event_note(args, "ECR Image Action", forwarded)
+    _event_note(args, pushes.ECR_IMAGE_ACTION, forwarded)
     _unwatched_note(args, f"ECR repository {repository} ({account}, {region})", watchers)
     return 0
 

@@ -1,7 +1,7 @@
 """The local cloud: the whole controller on one machine, with no Docker and no AWS account.
 
 Pieces, all on 127.0.0.1 at free ports:
-- moto's server: DynamoDB, ECR, EventBridge, SQS and Secrets Manager (`moto_server`);
+- moto's server: DynamoDB, ECR, EventBridge, SQS, Secrets Manager and STS (`moto_server`);
 - the App Runner simulator (`apprunner_sim`), whose status events are put on moto's default bus, where
   the template's own rule routes them to the operation-changed function; it is told of each push (an ECR
   PutImage or a CodeCommit event moto takes, a push delivery to the webhook), so that a service in
@@ -50,7 +50,9 @@ from pushdeploy.local.worker import WorkerSpec
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-MOTO_SERVICES = ("dynamodb", "ecr", "events", "sqs", "secretsmanager")
+# STS too: credentials of another account come from AssumeRole (`moto_accounts`), for the CLI and the
+# functions (the sweeper's roles into other accounts) alike.
+MOTO_SERVICES = ("dynamodb", "ecr", "events", "sqs", "secretsmanager", "sts")
 READY_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 5.0
 _RESPAWN_AFTER_SECONDS = 2.0  # a worker that keeps dying is restarted at most this often

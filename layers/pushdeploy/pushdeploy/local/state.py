@@ -23,6 +23,7 @@ ENDPOINT_VARIABLES: dict[str, str] = {
     "events": "AWS_ENDPOINT_URL_EVENTBRIDGE",
     "sqs": "AWS_ENDPOINT_URL_SQS",
     "secretsmanager": "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "sts": "AWS_ENDPOINT_URL_STS",
 }
 # moto accepts any credentials; these only keep real ones away from the local cloud.
 TEST_CREDENTIALS: dict[str, str] = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
