@@ -1,6 +1,7 @@
 """The whole stack in one process, for the integration tests and the benchmarks: moto (inside the caller's
-`mock_aws`) for DynamoDB, SQS, EventBridge and Secrets Manager, the App Runner simulator for App Runner,
-tables made from template.yaml, and the real handler functions of functions/*/app.py, invoked directly.
+`mock_aws`) for DynamoDB, SQS, EventBridge, Secrets Manager and ECR (whose scan findings a test sets with
+`Cloud.record_scan`: `ecr_scans`), the App Runner simulator for App Runner, tables made from template.yaml,
+and the real handler functions of functions/*/app.py, invoked directly.
 
 Time is the caller's to move (`Cloud.advance`): App Runner's and the controller's clocks move together.
 """
@@ -24,7 +25,9 @@ from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.adapters.rules_store import RulesStore
 from pushdeploy.domain.deployments import Deployment
 from pushdeploy.domain.rules import Rule, validate_rules_document
+from pushdeploy.local import ecr_scans, pushes
 from pushdeploy.local.apprunner_sim import AppRunnerSimulator
+from pushdeploy.local.scanning import Scan
 from pushdeploy.local.services import code_source, image_source
 from pushdeploy.local.template import load_template, table_specs
 
@@ -130,7 +133,6 @@ class Cloud:
         return validated
 
     def ecr_push_event(self, tag: str | None, digest: str, repository: str = "web") -> dict[str, Any]:
-        self.event_counter[0] += 1
         detail: dict[str, Any] = {
             "result": "SUCCESS",
             "repository-name": repository,
@@ -139,17 +141,51 @@ class Cloud:
         }
         if tag is not None:
             detail["image-tag"] = tag
+        return self._aws_event("aws.ecr", pushes.ECR_IMAGE_ACTION, detail, [])
+
+    def ecr_scan_event(
+        self, digest: str, counts: dict[str, int], repository: str = "web", status: str = "COMPLETE"
+    ) -> dict[str, Any]:
+        """`ECR Image Scan`, as basic scanning sends it when the image's scan ends."""
+        detail = pushes.ecr_scan_detail(repository, digest, [], status, counts)
+        return self._aws_event("aws.ecr", pushes.ECR_IMAGE_SCAN, detail, [_repository_arn(repository)])
+
+    def inspector_scan_event(
+        self, digest: str, counts: dict[str, int], repository: str = "web"
+    ) -> dict[str, Any]:
+        """`Inspector2 Scan`, as enhanced scanning sends it after an image's first scan: the repository by
+        its ARN, the counts with their TOTAL."""
+        arn = _repository_arn(repository)
+        detail = {
+            "scan-status": "INITIAL_SCAN_COMPLETE",
+            "repository-name": arn,
+            "finding-severity-counts": {**counts, "TOTAL": sum(counts.values())},
+            "image-digest": digest,
+            "image-tags": [],
+        }
+        return self._aws_event("aws.inspector2", "Inspector2 Scan", detail, [arn])
+
+    def _aws_event(
+        self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str]
+    ) -> dict[str, Any]:
+        self.event_counter[0] += 1
         return {
             "version": "0",
             "id": f"00000000-0000-0000-0000-{self.event_counter[0]:012d}",
-            "detail-type": "ECR Image Action",
-            "source": "aws.ecr",
+            "detail-type": detail_type,
+            "source": source,
             "account": ACCOUNT,
             "time": self.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": REGION,
-            "resources": [],
+            "resources": resources,
             "detail": detail,
         }
+
+    def record_scan(
+        self, digest: str, counts: dict[str, int], repository: str = "web", status: str = "COMPLETE"
+    ) -> None:
+        """The image's scan ends: ECR's DescribeImageScanFindings answers it from now on (no event)."""
+        ecr_scans.record_scan(ACCOUNT, REGION, repository, digest, Scan(status, counts, self.now()))
 
     def invoke(self, function: str, event: Any) -> dict[str, Any]:
         if function not in self.functions:
@@ -227,6 +263,10 @@ class Cloud:
     ) -> dict[str, Any]:
         """One request to the webhook's Function URL; the HTTP answer (statusCode, headers, body)."""
         return self.invoke("webhook", function_url_event(path, body, headers, method, base64_encoded))
+
+
+def _repository_arn(repository: str) -> str:
+    return f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{repository}"
 
 
 def silence_notifications() -> None:
@@ -371,5 +411,7 @@ def build_cloud(monkeypatch: Patcher) -> Cloud:
 
     runtime.reset()
     monkeypatch.setattr(runtime, "client", client)
+    for owner, name, value in ecr_scans.patches():  # scans recorded by `Cloud.record_scan` are ECR's answer
+        monkeypatch.setattr(owner, name, value)
     monkeypatch.setattr(runtime, "utc_now", cloud.now)
     return cloud

@@ -5,8 +5,9 @@ deployment in flight per service is a conditional write). moto's threaded server
 can interleave between the check and the write. The local cloud runs handlers concurrently on purpose, so
 DynamoDB requests are serialized here (they take microseconds); every other service stays concurrent,
 SQS long polls included. moto's DynamoDB is made faster and leaner by `fast_moto` (a transaction backs up
-the items it names, not whole tables). Otherwise this is `moto.server.ThreadedMotoServer`, whose WSGI
-application it serves.
+the items it names, not whole tables), and what its ECR answers for an image's scan is set through
+`ecr_scans` (`pushdeploy --local simulate scan`, scan on push). Otherwise this is
+`moto.server.ThreadedMotoServer`, whose WSGI application it serves.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from pushdeploy.local import fast_moto
+from pushdeploy.local import ecr_scans, fast_moto
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -49,11 +50,12 @@ class MotoServer(ThreadedMotoServer):
     ) -> None:
         super().__init__(ip_address=host, port=port, verbose=False)
         fast_moto.install()
+        ecr_scans.install()
         self._middleware = middleware
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
 
     def _server_entry(self) -> None:
-        app: WsgiApp = _AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app: WsgiApp = ecr_scans.ScanControl(_AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)))
         if self._middleware is not None:
             app = self._middleware(app)
         server: BaseWSGIServer = make_server(

@@ -1,6 +1,7 @@
 """Pushes as their sources report them, for the local cloud: an image manifest for ECR PutImage and the
-`ECR Image Action` event ECR emits, CodeCommit's `Repository State Change` event, and GitHub and
-Bitbucket push deliveries (body and headers, signed as those hosts sign them).
+`ECR Image Action` event ECR emits (and `ECR Image Scan` when the image's scan ends), CodeCommit's
+`Repository State Change` event, and GitHub and Bitbucket push deliveries (body and headers, signed as
+those hosts sign them).
 
 Shapes follow the AWS docs' examples and the real payloads in `tests/fixtures/payloads`.
 """
@@ -17,17 +18,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from pushdeploy.domain.changes import partition_of_region
 from pushdeploy.sources.signatures import sign
 
 MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 ECR_IMAGE_ACTION = "ECR Image Action"
+ECR_IMAGE_SCAN = "ECR Image Scan"
 CODECOMMIT_STATE_CHANGE = "CodeCommit Repository State Change"
 
 # ECR's repository names (as `rules` checks them) and the registry's tags (the OCI distribution grammar).
 _ECR_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _REPOSITORY_RULE = "lowercase letters and digits, separated by '.', '_', '-' or '/', 2 to 256 characters"
 _TAG_RULE = "letters, digits, '_', '.' and '-', at most 128, not starting with '.' or '-'"
 
@@ -69,6 +73,19 @@ def parse_image_reference(reference: str) -> tuple[str, str | None]:
     if not _IMAGE_TAG.match(tag):
         raise ValueError(f"tag {tag!r} is not an image tag ({_TAG_RULE})")
     return repository, tag
+
+
+def parse_digest_reference(reference: str) -> tuple[str, str]:
+    """`REPO@sha256:<64 hex>`, one image of a repository: `web@sha256:...` -> ("web", "sha256:...").
+    Raises ValueError saying, in one line, what is wrong with anything else."""
+    repository, separator, digest = reference.partition("@")
+    if not separator:
+        raise ValueError(f"{reference!r} is not REPO@DIGEST: give the digest push-image printed")
+    if not (2 <= len(repository) <= 256 and _ECR_REPOSITORY.match(repository)):
+        raise ValueError(f"repository {repository!r} is not an ECR repository name ({_REPOSITORY_RULE})")
+    if not _DIGEST.match(digest):
+        raise ValueError(f"{digest!r} is not an image digest (sha256: and 64 hex digits)")
+    return repository, digest
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,39 @@ def ecr_push_entry(repository: str, tag: str | None, digest: str) -> dict[str, A
         "DetailType": ECR_IMAGE_ACTION,
         "Detail": json.dumps(detail),
         "Resources": [],
+    }
+
+
+def ecr_scan_detail(
+    repository: str, digest: str, tags: list[str], status: str, counts: dict[str, int]
+) -> dict[str, Any]:
+    """The detail of `ECR Image Scan` (basic scanning): only severities with findings are counted."""
+    return {
+        "scan-status": status,
+        "repository-name": repository,
+        "finding-severity-counts": {severity: n for severity, n in counts.items() if n > 0},
+        "image-digest": digest,
+        "image-tags": tags,
+    }
+
+
+def ecr_scan_entry(
+    repository: str,
+    digest: str,
+    tags: list[str],
+    status: str,
+    counts: dict[str, int],
+    *,
+    account: str,
+    region: str,
+) -> dict[str, Any]:
+    """The PutEvents entry of the `ECR Image Scan` event ECR emits when an image's scan ends."""
+    arn = f"arn:{partition_of_region(region)}:ecr:{region}:{account}:repository/{repository}"
+    return {
+        "Source": "aws.ecr",
+        "DetailType": ECR_IMAGE_SCAN,
+        "Detail": json.dumps(ecr_scan_detail(repository, digest, tags, status, counts)),
+        "Resources": [arn],
     }
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pushdeploy.installation import Target, TargetError
-from pushdeploy.local import accounts, forwarding, pushes
+from pushdeploy.local import accounts, forwarding, pushes, scanning
 
 
 class Clients(Protocol):
@@ -32,9 +32,13 @@ _WEBHOOK_TIMEOUT_SECONDS = 15
 
 
 def push_image(target: Target, repository: str, tag: str | None) -> str:
-    """ECR PutImage of a new manifest, then the `ECR Image Action` event AWS would emit. The digest."""
+    """ECR PutImage of a new manifest, then the `ECR Image Action` event AWS would emit, then (when the
+    repository scans on push) the image's scan and its `ECR Image Scan` event. The digest."""
     digest = put_image(target, repository, tag)
     put_event(target, pushes.ecr_push_entry(repository, tag, digest))
+    scanned = scanning.scan_on_push(target, repository, digest)
+    if scanned is not None:
+        put_event(target, scanned)
     return digest
 
 
