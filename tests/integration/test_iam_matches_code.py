@@ -2,9 +2,9 @@
 grant is an AccessDenied in production that moto would never show).
 
 Every AWS call the real handlers make while they go through their paths (pushes deployed, queued,
-refused as already live, settled, reconciled, a webhook delivery forwarded or noted, an unreadable event
-dead-lettered) is recorded as an IAM action on a resource of the stack, and compared with the
-`Policies` statements of the function in template.yaml.
+refused as already live, held for their scan, settled, reconciled, a webhook delivery forwarded or noted,
+an unreadable event dead-lettered) is recorded as an IAM action on a resource of the stack, and compared
+with the `Policies` statements of the function in template.yaml.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ DEAD_LETTER_QUEUES = {
 }
 TABLE_RESOURCES = {name: logical for logical, name in TABLES.items()}
 DIGESTS = [f"sha256:{n:064x}" for n in range(1, 12)]
+# Rules with a scan gate: one for pushes whose events come, one for a push only the sweep finds (on a
+# service with nothing live, whose ordering would refuse an image ECR dates by the wall clock).
+GATED_REPOSITORY, SWEPT_REPOSITORY = "gated", "gated-swept"
+SCAN_GATE = {"scan": {"max": {"critical": 0}}}
 # Needed on a path no test here can reach: Powertools idempotency reads an existing record with GetItem
 # when the Lambda runtime's boto3 predates ReturnValuesOnConditionCheckFailure (its documented grants).
 UNREACHABLE_HERE: dict[str, set[Grant]] = {
@@ -256,7 +260,34 @@ def exercise_every_path(cloud: Cloud, recorder: CallRecorder) -> None:
         cloud.invoke("commit_pushed", {"source": "aws.codecommit", "id": "z"})  # dead-lettered
         with _failing_reads(), pytest.raises(Exception, match="boom"):
             cloud.invoke("commit_pushed", {**second_push, "id": "again"})  # idempotency DeleteItem
+    exercise_the_scan_gate(cloud, recorder)
     exercise_the_sweep(cloud, recorder, staging, prod)
+
+
+def exercise_the_scan_gate(cloud: Cloud, recorder: CallRecorder) -> None:
+    """Rules with a scan gate: a push waits for its image's scan (DescribeImageScanFindings), the scan's
+    event opens it (DescribeImageScanFindings again), and the reconciler looks at one still waiting."""
+    stored = RulesStore(cloud.dynamodb, TABLES["RulesTable"]).all_rules()
+    gated = [
+        {
+            "id": repository,
+            "service": cloud.create_image_service(f"web-{repository}", tag="latest", repository=repository),
+            "image": {"repository": repository, "tag": "latest"},
+            "gates": SCAN_GATE,
+        }
+        for repository in (GATED_REPOSITORY, SWEPT_REPOSITORY)
+    ]
+    cloud.apply_rules([*(rule.model_dump(exclude_none=True) for rule in stored), *gated])
+    first = put_image_without_event("latest", GATED_REPOSITORY)
+    with recorder.running("image_pushed"):
+        cloud.push_image("latest", first, GATED_REPOSITORY)  # no scan yet: held
+        cloud.record_scan(first, {}, repository=GATED_REPOSITORY)
+        cloud.invoke("image_pushed", cloud.ecr_scan_event(first, {}, repository=GATED_REPOSITORY))  # started
+    cloud.finish_operations()
+    second = put_image_without_event("latest", GATED_REPOSITORY)
+    cloud.push_image("latest", second, GATED_REPOSITORY)  # held
+    with recorder.running("reconciler"):
+        cloud.reconcile()  # its scan is asked for again
 
 
 @pytest.fixture(autouse=True)
@@ -276,7 +307,10 @@ def exercise_the_sweep(cloud: Cloud, recorder: CallRecorder, staging: str, prod:
     cloud.apprunner.start_deployment(ServiceArn=staging)  # by hand: App Runner answers the sweep "busy"
     put_image_without_event("latest")
     put_image_without_event("v1.9.0")
-    code = cloud.create_code_service("app-code", "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/app")
+    put_image_without_event("latest", SWEPT_REPOSITORY)  # held for its scan, asked for
+    code = cloud.create_code_service(
+        "app-code", "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/app"
+    )
     stored = RulesStore(cloud.dynamodb, TABLES["RulesTable"]).all_rules()
     codecommit_rule = {"provider": "codecommit", "repository": "app", "branch_glob": "*"}
     theirs = {"repository": "web", "tag": "x", "account": OTHER_ACCOUNT}
@@ -314,13 +348,13 @@ def _sweeper_codecommit(codecommit: Any) -> Iterator[None]:
         yield
 
 
-def put_image_without_event(tag: str) -> str:
+def put_image_without_event(tag: str, repository: str = "web") -> str:
     ecr = boto3.client("ecr", region_name=REGION)
     with suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName="web")
-    manifest = pushes.image_manifest("web", tag)
+        ecr.create_repository(repositoryName=repository)
+    manifest = pushes.image_manifest(repository, tag)
     ecr.put_image(
-        repositoryName="web",
+        repositoryName=repository,
         imageManifest=manifest.text,
         imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
         imageTag=tag,

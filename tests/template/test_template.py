@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from cfnlint.decode import cfn_yaml
+from moto.events.models import EventPattern
 
 from tests.template.tools import cfn_lint, run, sam_cli, sam_validate_lint
 
@@ -44,6 +46,17 @@ EXPECTED_PATTERNS = {
             "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"]},
         },
         {"source": ["aws.ecr"], "detail-type": ["ECR Replication Action"], "detail": {"result": ["SUCCESS"]}},
+        # Scans, for the scan gate: ECR's basic scanning, and Inspector's enhanced scanning of an image.
+        {
+            "source": ["aws.ecr"],
+            "detail-type": ["ECR Image Scan"],
+            "detail": {"scan-status": ["COMPLETE", "FAILED"]},
+        },
+        {
+            "source": ["aws.inspector2"],
+            "detail-type": ["Inspector2 Scan"],
+            "detail": {"scan-status": ["INITIAL_SCAN_COMPLETE"], "image-digest": [{"exists": True}]},
+        },
     ],
     "CommitPushedFunction": [
         {
@@ -342,6 +355,41 @@ def test_event_patterns(functions: dict[str, Any], logical_id: str) -> None:
             assert "EventBusName" not in event["Properties"]  # AWS's own events: the default bus
 
 
+@pytest.mark.parametrize(
+    ("sample", "heard"),
+    [
+        ("ecr-image-scan.json", True),
+        ("inspector2-scan.json", True),
+        ("ecr-image-push.json", True),
+        ("ecr-image-delete.json", False),
+    ],
+)
+def test_image_pushed_hears_pushes_and_scans(functions: dict[str, Any], sample: str, heard: bool) -> None:
+    event = json.loads((ROOT / "events" / sample).read_text())
+    assert _heard_by_image_pushed(functions, event) == heard
+
+
+def test_image_pushed_hears_no_scan_that_is_not_of_an_image(functions: dict[str, Any]) -> None:
+    """Inspector sends `Inspector2 Scan` for EC2 instances and Lambda functions as well (AWS's samples
+    carry `instance-id`, no image): the function is not invoked for those, nor for a scan still running."""
+    scan = json.loads((ROOT / "events" / "inspector2-scan.json").read_text())
+    instance = {
+        **scan,
+        "detail": {"scan-status": "INITIAL_SCAN_COMPLETE", "instance-id": "i-087d63509b8c9709"},
+    }
+    assert not _heard_by_image_pushed(functions, instance)
+    running = json.loads((ROOT / "events" / "ecr-image-scan.json").read_text())
+    running["detail"]["scan-status"] = "IN_PROGRESS"
+    assert not _heard_by_image_pushed(functions, running)
+
+
+def _heard_by_image_pushed(functions: dict[str, Any], event: dict[str, Any]) -> bool:
+    """EventBridge's pattern matching, as the local cloud's EventBridge (moto) does it."""
+    events = functions["ImagePushedFunction"]["Properties"]["Events"].values()
+    patterns = [json.dumps(e["Properties"]["Pattern"]) for e in events]
+    return any(EventPattern.load(pattern).matches_event(event) for pattern in patterns)  # type: ignore[arg-type]
+
+
 def test_only_the_webhook_role_may_put_on_the_internal_bus(resources: dict[str, Any]) -> None:
     bus = resources["InternalEventBus"]["Properties"]
     (statement,) = bus["Policy"]["Statement"]
@@ -564,6 +612,19 @@ def test_commit_pushed_cannot_pass_roles_or_update_services(functions: dict[str,
         "apprunner:StartDeployment",
         "apprunner:DescribeService",
         "apprunner:ListOperations",
+    }
+
+
+def test_scan_gate_readers_read_scans_of_this_accounts_repositories_only(functions: dict[str, Any]) -> None:
+    """Each function that may look at a scan gate (a push, a scan event, the reconciler's tick, a sweep)
+    reads scans with DescribeImageScanFindings, on this account's repositories only."""
+    repositories = {"Fn::Sub": "arn:${AWS::Partition}:ecr:*:${AWS::AccountId}:repository/*"}
+    readers = {
+        name: _resources_for(function, "ecr:DescribeImageScanFindings")
+        for name, function in functions.items()
+    }
+    assert {name: found for name, found in readers.items() if found} == {
+        name: [repositories] for name in ("ImagePushedFunction", "ReconcilerFunction", "SweeperFunction")
     }
 
 
