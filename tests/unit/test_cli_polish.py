@@ -216,6 +216,36 @@ def test_a_bad_image_reference_is_one_line_and_exit_2(
     assert err.count("\n") == 1
 
 
+GOOD_DIGEST = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["web:v1"], "error: 'web:v1' is not REPO@DIGEST: give the digest push-image printed"),
+        (["web@sha256:abc"], "error: 'sha256:abc' is not an image digest (sha256: and 64 hex digits)"),
+        ([f"Web@{GOOD_DIGEST}"], "error: repository 'Web' is not an ECR repository name"),
+        ([f"web@{GOOD_DIGEST}", "--high", "-1"], "error: --high is a number of findings: 0 or more"),
+        (
+            [f"web@{GOOD_DIGEST}", "--failed", "--critical", "1"],
+            "error: a failed scan finds nothing: leave out the counts, or --failed",
+        ),
+    ],
+)
+def test_a_bad_simulated_scan_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    status, out, err = run(capsys, "--local", "--state-dir", str(tmp_path), "simulate", "scan", *argv)
+    assert (status, out) == (2, "")
+    assert err.startswith(expected)
+    assert err.count("\n") == 1
+
+
+def test_a_simulated_scan_needs_the_local_cloud(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "simulate", "scan", f"web@{GOOD_DIGEST}")
+    assert (status, err) == (1, "error: simulate scan acts on the local cloud's ECR only: add --local\n")
+
+
 @pytest.mark.parametrize(
     ("reference", "parsed"),
     [
@@ -269,6 +299,7 @@ DEAD_CLOUD_COMMANDS = [
     ["push-commit", "github", "acme/web", "main"],
     ["webhook", "secret", "github"],
     ["simulate", "fail", WEB_PROD],
+    ["simulate", "scan", "web@sha256:" + "a" * 64, "--critical", "1"],
 ]
 
 

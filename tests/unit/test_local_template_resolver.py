@@ -196,6 +196,8 @@ def test_function_specs_follow_the_template(template: dict[str, Any], resolver: 
     assert [rule.rule_name for rule in image.rules] == [
         "pushdeploy-ecr-image-push",
         "pushdeploy-ecr-replication",
+        "pushdeploy-ecr-image-scan",
+        "pushdeploy-inspector-scan",
     ]
     assert image.rules[0].pattern["source"] == ["aws.ecr"]
     reconciler = specs["ReconcilerFunction"]
