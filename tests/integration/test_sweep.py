@@ -304,3 +304,33 @@ def test_a_branch_pattern_lists_the_branches_and_asks_only_for_those_it_takes(
     head_is(codecommit, C3, "release/1")
     assert len(sweep(cloud)["found"]) == 1
     assert [d.branch for d in cloud.deployments(service)] == ["release/1"]
+
+
+def test_one_source_that_fails_does_not_stop_the_others_and_is_swept_again_next_time(
+    cloud: Cloud, staging: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = cloud.create_image_service("api-staging", tag="latest")
+    cloud.apply_rules(
+        [
+            {"id": "web-staging", "service": staging, "image": {"repository": "web", "tag": "latest"}},
+            {"id": "api-staging", "service": other, "image": {"repository": "api", "tag": "latest"}},
+        ]
+    )
+    put_image("latest", repository="api")
+    put_image("latest", repository="web")
+    from pushdeploy.adapters import sources
+
+    real_images = sources.SourceReader.images
+
+    def api_fails(self: Any, account: str, region: str, repository: str) -> Any:
+        if repository == "api":
+            raise RuntimeError("DynamoDB is having a bad day")
+        return real_images(self, account, region, repository)
+
+    monkeypatch.setattr(sources.SourceReader, "images", api_fails)
+    answer = sweep(cloud)
+    assert answer["failed"] == ["ecr 111122223333/us-east-1/api"]
+    assert len(answer["found"]) == 1  # web's lost push is deployed all the same
+    monkeypatch.setattr(sources.SourceReader, "images", real_images)
+    assert len(sweep(cloud)["found"]) == 1  # api's mark did not move: its push is found next time
+    assert [d.trigger for d in cloud.deployments(other)] == ["sweep"]

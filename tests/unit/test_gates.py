@@ -276,5 +276,22 @@ rules:
     code: {{provider: github, repository: acme/app, branch: main}}
     gates: {{scan: {{max: {{critical: 0}}}}}}
 """
-    with pytest.raises(RulesError, match="a scan gate applies to image rules only"):
+    with pytest.raises(RulesError, match="deploys a code service.s branch head"):
+        parse_rules_text(text)
+
+
+@pytest.mark.parametrize("gate", ["scan: {max: {critical: 0}}", "after: {rule: web-staging}"])
+def test_a_scan_or_promotion_gate_is_refused_on_a_tag_rule_which_pins_no_digest(gate: str) -> None:
+    text = f"""
+version: 1
+rules:
+  - id: web-staging
+    service: {SERVICE}
+    image: {{repository: web, tag_glob: "*"}}
+  - id: web-prod
+    service: {SERVICE}
+    image: {{repository: web, tag: latest}}
+    gates: {{{gate}}}
+"""
+    with pytest.raises(RulesError, match="use tag_glob, tag_regex or semver"):
         parse_rules_text(text)

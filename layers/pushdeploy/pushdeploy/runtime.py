@@ -217,10 +217,12 @@ def process_sweep(context: Any, metrics: MetricsSink | None = None) -> dict[str,
     _count(metrics, "SourcesSwept", report.sources)
     _count(metrics, "SourcesSkipped", len(report.skipped))
     _count(metrics, "PushesFoundBySweep", len(report.found))
+    _count(metrics, "SourcesFailed", len(report.failed))
     return {
         "status": "swept",
         "sources": report.sources,
         "skipped": report.skipped,
+        "failed": report.failed,
         "found": report.found,
         "deployments": report.deployments,
     }

@@ -47,6 +47,7 @@ class AppliedRules(Protocol):
 class SweepReport:
     sources: int = 0
     skipped: list[str] = field(default_factory=list)  # "<source>: <why>"
+    failed: list[str] = field(default_factory=list)  # sources whose sweep failed: looked at again next time
     found: list[str] = field(default_factory=list)  # change ids of the pushes found
     deployments: list[str] = field(default_factory=list)
 
@@ -85,6 +86,9 @@ class Sweeper:
                 logger.warning(
                     "a watched source was not swept", extra={"source": source.describe(), "why": str(error)}
                 )
+            except Exception:  # one source's failure must not stop the others; its mark stays for next time
+                report.failed.append(source.describe())
+                logger.exception("sweeping a source failed", extra={"source": source.describe()})
             if mark is not None:
                 marks[source.name] = mark.as_record()
         if not self.ledger.record_sweep_marks(marks, version, now):

@@ -194,8 +194,22 @@ class Rule(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> Rule:
         _exactly_one(self.__dict__, ("image", "code"))
-        if self.gates is not None and self.gates.scan is not None and self.code is not None:
-            raise ValueError("gates.scan: a scan gate applies to image rules only")
+        gates = self.gates
+        if gates is not None and (gates.scan is not None or gates.after is not None):
+            # The gate vouches for one digest; a tag or a branch names whatever it points to when App
+            # Runner is called, which may be a later push the gate never saw.
+            which = "scan" if gates.scan is not None else "after"
+            if self.code is not None:
+                raise ValueError(
+                    f"gates.{which}: App Runner deploys a code service's branch head, whatever it is when "
+                    "called; a scan or promotion gate needs a rule that pins the image: use an image rule"
+                )
+            if self.image is not None and self.image.tag is not None:
+                raise ValueError(
+                    f"gates.{which}: a `tag` rule deploys whatever the tag points to when App Runner is "
+                    "called, not the digest the gate checked: use tag_glob, tag_regex or semver, which "
+                    "pin the digest"
+                )
         return self
 
 
