@@ -15,7 +15,7 @@ from tests.e2e.cloud import processes_mentioning, running_cloud, wait_until
 pytestmark = pytest.mark.e2e
 
 DEMO_TIMEOUT_SECONDS = 150
-EXPECTED_SUMMARY = "PASS 11/11 steps, 12 deployments (1 rolled_back, 8 succeeded, 3 superseded)"
+EXPECTED_SUMMARY = "PASS 13/13 steps, 16 deployments (1 rejected, 1 rolled_back, 11 succeeded, 3 superseded)"
 
 
 def test_the_demo_passes(tmp_path: Path) -> None:

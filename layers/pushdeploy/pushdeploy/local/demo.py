@@ -16,24 +16,38 @@ status`, through the same controller entry points):
 7. a manual deploy, recorded with who asked and why;
 8. a pause during which two pushes are held, and a resume that deploys the newest only;
 9. a rollback pinned to the previous good digest;
-10. `status`: what App Runner runs and what pushdeploy recorded, side by side.
+
+then gates (README: Gates and promotion), typing the `pushdeploy --local` commands an engineer would and
+printing what they showed:
+
+10. a push blocked by its scan (`simulate scan ... --critical 2`: rejected), and a clean one deployed;
+11. a promotion: a push succeeds on api-staging, waits on api-prod for its bake there and an approval,
+    and `approve` deploys that same digest to api-prod;
+
+and ends with
+
+12. `status`: what App Runner runs and what pushdeploy recorded, side by side.
 
 Each step says what it expects, and the demo checks it against the ledger and App Runner. Pushes are made
-one at a time (each recorded before the next), so every run ends with the same ledger and the same
-summary. It exits 0 only if every step settled as expected, and ends with what to try next.
+one at a time (each recorded before the next), and gates are waited for by polling the ledger, so every
+run ends with the same ledger and the same summary. It exits 0 only if every step settled as expected, and
+ends with what to try next.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
+import shlex
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -42,7 +56,7 @@ from rich.text import Text
 
 from pushdeploy import installation
 from pushdeploy.adapters.ledger import Ledger
-from pushdeploy.domain.deployments import IN_FLIGHT, Deployment
+from pushdeploy.domain.deployments import IN_FLIGHT, TERMINAL, Deployment
 from pushdeploy.installation import Target, load_local
 from pushdeploy.local.apprunner_sim import AppRunnerSimulator
 from pushdeploy.local.cloud import CloudOptions, LocalCloud, default_template
@@ -60,6 +74,10 @@ OPERATION_SECONDS = 2.0
 # Long enough for three pushes to be recorded, one after the other, while the first one runs.
 BURST_OPERATION_SECONDS = 8.0
 ACTOR_REASON = "demo: redeploy by hand"
+# The promotion's bake on api-staging: a few of the local cloud's reconciler ticks (RECONCILE_SECONDS).
+BAKE = "5s"
+RECONCILE_SECONDS = 2.0
+APPROVE_REASON = "demo: baked on staging, ship it"
 _STATUS_STYLE = {
     "succeeded": "green",
     "rolled_back": "bold red",
@@ -71,6 +89,7 @@ _STATUS_STYLE = {
     "in_progress": "cyan",
     "dry_run": "magenta",
     "held": "yellow",
+    "rejected": "red",
 }
 NEXT_STEPS = """
 What to try next, with a local cloud of your own (`pushdeploy local up` in one terminal):
@@ -80,6 +99,8 @@ What to try next, with a local cloud of your own (`pushdeploy local up` in one t
   pushdeploy --local changes list --since 1h            # every push and why it did or did not deploy
   pushdeploy --local pause web-prod --reason "incident" # hold pushes; `resume` deploys the newest
   pushdeploy --local rollback web-prod --wait           # back to the previous good digest
+  pushdeploy --local simulate scan web@DIGEST --high 3  # its scan ends: a scan gate opens or says no
+  pushdeploy --local approve ID --reason "CAB-42"       # approve a held deployment (see status)
   make soak                                             # the same controller under seeded faults
 """
 
@@ -88,11 +109,15 @@ class DemoFailed(Exception):
     pass
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class Step:
     title: str
     outcome: str = "running"
     ok: bool | None = None
+    typed: bool = False  # whether a command was typed in it (its title then heads them)
 
 
 @dataclass
@@ -134,6 +159,57 @@ class Demo:
             self.refresh()
             time.sleep(0.1)
         return digest
+
+    def pushdeploy(self, *words: str) -> str:
+        """`pushdeploy --local WORDS`, as an engineer types it (the CLI's own entry point, in this process):
+        prints the command and what it showed, and returns its output. DemoFailed when it fails."""
+        from pushdeploy.cli.main import main as cli
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli(["--local", "--state-dir", str(self.cloud.options.state_dir), *words])
+        self._typed(f"pushdeploy --local {shlex.join(words)}", (out.getvalue() + err.getvalue()).rstrip())
+        if code != 0:
+            raise DemoFailed(f"pushdeploy {words[0]} exited {code}: {err.getvalue().strip()}")
+        return out.getvalue()
+
+    def _typed(self, command: str, shown: str) -> None:
+        """Print a command and what it showed, under the title of the step that typed it."""
+        step = self.steps[-1] if self.steps else None
+        if step is not None and not step.typed:
+            step.typed = True
+            self.console.print(Text(f"\n{step.title}", "bold cyan"), soft_wrap=True)
+        self.console.print(Text(f"$ {command}", "bold"), soft_wrap=True)
+        self.console.print(Text(shown, "dim"), soft_wrap=True)
+
+    def poll(self, what: str, found: Callable[[], T | None]) -> T:
+        """Poll the ledger (through `found`) until it finds something; DemoFailed, saying `what` it waited
+        for, after SETTLE_TIMEOUT."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while time.monotonic() < deadline:
+            value = found()
+            if value is not None:
+                return value
+            self.refresh()
+            time.sleep(0.2)
+        raise DemoFailed(f"no {what} within {SETTLE_TIMEOUT:.0f} s")
+
+    def deployment_on(self, service: str, digest: str) -> Deployment:
+        """The deployment of a pushed digest to a service, once pushdeploy has recorded it."""
+
+        def found() -> Deployment | None:
+            return next((d for d in self.ledger.for_artifact(digest) if d.service == service), None)
+
+        return self.poll(f"deployment of {digest[:19]} on {self.name(service)}", found)
+
+    def settled(self, deployment: Deployment) -> Deployment:
+        """The deployment once it has ended (succeeded, failed, rejected, superseded...)."""
+
+        def ended() -> Deployment | None:
+            now = self.ledger.deployment(deployment.id)
+            return now if now is not None and now.status in TERMINAL else None
+
+        return self.poll(f"end of deployment {deployment.id} on {self.name(deployment.service)}", ended)
 
     # --- the view ---------------------------------------------------------------------------------
 
@@ -215,10 +291,10 @@ class Demo:
 
 def _pushed(deployment: Deployment) -> str:
     if deployment.trigger in ("manual", "rollback"):
-        what = f"web:{deployment.tag}" if deployment.tag else "as configured"
+        what = f"{deployment.repository}:{deployment.tag}" if deployment.tag else "as configured"
         return f"{deployment.trigger}: {what}"
     if deployment.tag:
-        return f"web:{deployment.tag}"
+        return f"{deployment.repository}:{deployment.tag}"
     return f"{deployment.branch}@{(deployment.commit or '')[:8]}"
 
 
@@ -235,18 +311,33 @@ def _note(deployment: Deployment) -> str:
         "superseded": deployment.detail or "replaced by a newer push while waiting",
         "error": deployment.detail or "refused",
         "dry_run": "dry run: recorded only",
-        "held": "held: the service is paused",
+        "held": _held_note(deployment.held_by),
+        "rejected": deployment.detail or "a gate said no",
     }
     return notes.get(str(deployment.status), deployment.reason)
+
+
+def _held_note(held_by: tuple[str, ...]) -> str:
+    gates = [gate for gate in held_by if gate != "pause"]
+    return f"held: waits for {', '.join(gates)}" if gates else "held: the service is paused"
 
 
 # --- setting the scene --------------------------------------------------------------------------------
 
 
+IMAGE_SERVICES = (
+    ("web-staging", "web:latest"),
+    ("web-prod", "web:v1.0.0"),
+    ("api-staging", "api:v1.0.0"),
+    ("api-prod", "api:v1.0.0"),
+    ("worker", "worker:v0.9.0"),
+)
+
+
 def create_services(demo: Demo) -> None:
     apprunner = demo.target.client("apprunner")
-    for name, tag in (("web-staging", "latest"), ("web-prod", "v1.0.0")):
-        source = image_source(f"{REGISTRY}/web:{tag}", ROLE)
+    for name, image in IMAGE_SERVICES:
+        source = image_source(f"{REGISTRY}/{image}", ROLE)
         created = apprunner.create_service(ServiceName=name, SourceConfiguration=source)
         demo.services[name] = created["Service"]["ServiceArn"]
     code = code_source("https://github.com/Codertocat/Hello-World", "master", CONNECTION)
@@ -280,6 +371,20 @@ rules:
   - id: hello
     service: {services["hello"]}
     code: {{provider: github, repository: codertocat/hello-world, branch: master}}
+  - id: api-staging
+    service: {services["api-staging"]}
+    image: {{repository: api, semver: "^2.0.0"}}
+  - id: api-prod
+    service: {services["api-prod"]}
+    image: {{repository: api, semver: "^2.0.0"}}
+    gates:
+      after: {{rule: api-staging, bake: {BAKE}}}
+      approval: {{required: true, timeout: 1h}}
+  - id: worker
+    service: {services["worker"]}
+    image: {{repository: worker, semver: "^1.0.0"}}
+    gates:
+      scan: {{max: {{critical: 0}}}}
 """
 
 
@@ -425,6 +530,68 @@ def operator_rollback(demo: Demo) -> str:
     return f"pushdeploy rollback web-prod -> UpdateService to v1.5.3's digest {(good.digest or '')[:19]}..."
 
 
+# --- gates: a scan, a promotion and an approval --------------------------------------------------------
+
+
+def pushed_image(demo: Demo, image: str) -> str:
+    """`pushdeploy --local push-image REPO:TAG`: the digest it printed."""
+    digest = demo.pushdeploy("push-image", image).strip()
+    expect(digest.startswith("sha256:"), f"push-image {image} printed {digest!r}, not a digest")
+    return digest
+
+
+def scanned(demo: Demo, image: str, critical: int) -> Deployment:
+    """Push worker:TAG, see it held for its scan, end the scan with `critical` findings: its deployment,
+    once ended."""
+    worker = demo.services["worker"]
+    digest = pushed_image(demo, image)
+    held = demo.deployment_on(worker, digest)
+    expect(held.held_by == ("scan",), f"{image} should wait for its scan, held_by is {held.held_by}")
+    demo.pushdeploy("simulate", "scan", f"worker@{digest}", "--critical", str(critical))
+    return demo.settled(held)
+
+
+def scan_gate(demo: Demo) -> str:
+    flagged = scanned(demo, "worker:v1.0.0", critical=2)
+    expect(flagged.status == "rejected", f"an image with 2 critical findings ended {flagged.status}")
+    expect("2 critical (max 0)" in (flagged.detail or ""), f"the reason should count them: {flagged.detail}")
+    clean = scanned(demo, "worker:v1.0.1", critical=0)
+    expect(clean.status == "succeeded", f"a clean image ended {clean.status}")
+    expect(demo.configured_image(demo.services["worker"]).endswith(clean.digest or "-"), "worker runs it")
+    demo.pushdeploy("deployments", "list", "--service", "worker")
+    return f"worker:v1.0.0 {flagged.detail}; worker:v1.0.1 scanned clean -> deployed"
+
+
+def promotion(demo: Demo) -> str:
+    staging, prod = demo.services["api-staging"], demo.services["api-prod"]
+    digest = pushed_image(demo, "api:v2.0.0")
+    waiting = demo.deployment_on(prod, digest)
+    expect(waiting.held_by == ("approval", "promotion"), f"api-prod should wait, held_by {waiting.held_by}")
+    on_staging = demo.settled(demo.deployment_on(staging, digest))
+    expect(on_staging.status == "succeeded", f"api:v2.0.0 ended {on_staging.status} on api-staging")
+    demo.pushdeploy("deployments", "list", "--service", "api-prod")
+    baked = demo.poll("bake on api-staging", lambda: _awaiting_approval_only(demo, waiting))
+    demo.pushdeploy("status", "api-prod")
+    demo.pushdeploy("approve", baked.id, "--reason", APPROVE_REASON)
+    deployed = demo.settled(baked)
+    expect(deployed.status == "succeeded", f"the approved deployment ended {deployed.status}")
+    expect(demo.configured_image(prod) == f"{REGISTRY}/api@{digest}", "api-prod should run the same digest")
+    approval = deployed.gate_facts.get("approval") or {}
+    expect((approval.get("by"), approval.get("reason")) == (demo.actor, APPROVE_REASON), "who approved, why")
+    return (
+        f"api:v2.0.0 succeeded on api-staging; api-prod held (approval, promotion), baked {BAKE} -> held "
+        f"(approval); approve -> api@{digest[:19]}... deployed to api-prod"
+    )
+
+
+def _awaiting_approval_only(demo: Demo, deployment: Deployment) -> Deployment | None:
+    """The deployment once its promotion gate has opened (the reconciler's tick after the bake)."""
+    now = demo.ledger.deployment(deployment.id)
+    if now is not None and str(now.status) != "held":
+        raise DemoFailed(f"api-prod's deployment ended {now.status} before its approval: {now.detail}")
+    return now if now is not None and now.held_by == ("approval",) else None
+
+
 def status(demo: Demo) -> str:
     statuses = [demo.operator.status(service) for service in demo.services.values()]
     drifting = [s["name"] for s in statuses if s["drift"]]
@@ -444,6 +611,8 @@ SCENARIO: tuple[tuple[str, Callable[[Demo], str]], ...] = (
     ("on call: a manual deploy", manual_deploy),
     ("on call: pause, two pushes held, resume", pause_and_resume),
     ("on call: roll back to the previous good digest", operator_rollback),
+    ("gates: a push blocked by its scan, a clean one deployed", scan_gate),
+    ("gates: promoted from api-staging after its bake and an approval", promotion),
     ("on call: status", status),
 )
 
@@ -474,7 +643,7 @@ def run(state_dir: Path, console: Console) -> bool:
         state_dir=state_dir,
         template=default_template(),
         operation_seconds=OPERATION_SECONDS,
-        reconcile_seconds=2.0,
+        reconcile_seconds=RECONCILE_SECONDS,
     )
     with open(state_dir / "local-cloud.log", "w", encoding="utf-8") as log:
         cloud = LocalCloud(options, out=log)
@@ -516,7 +685,7 @@ def summary(steps: list[Step], deployments: list[Deployment]) -> str:
 def _scene(demo: Demo, state_dir: Path, startup: float) -> str:
     create_services(demo)
     installed = install_rules(demo, state_dir)
-    return f"ready in {startup:.1f} s; 3 services; {installed}"
+    return f"ready in {startup:.1f} s; {len(demo.services)} services; {installed}"
 
 
 def status_counts(deployments: list[Deployment]) -> str:
@@ -533,7 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     # Piped (make, CI) output defaults to 80 columns, too narrow for the ledger.
-    console = Console(width=None if sys.stdout.isatty() else 132)
+    # Its own file: the live view's refreshes must not land in what a `pushdeploy` command printed.
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 132)
     if args.state_dir:
         args.state_dir.mkdir(parents=True, exist_ok=True)
         return 0 if run(args.state_dir, console) else 1
