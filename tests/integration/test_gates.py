@@ -272,10 +272,36 @@ def test_a_failure_in_the_middle_stage_stops_the_promotion(cloud: Cloud, stages:
     assert status_on(cloud, stages["staging"], DIGESTS[0]) == "rolled_back"
     cloud.advance(2 * 3600)
     cloud.reconcile()
-    assert status_on(cloud, stages["prod"], DIGESTS[0]) == "held"  # never succeeded on staging
+    assert status_on(cloud, stages["prod"], DIGESTS[0]) == "rejected"  # it will never succeed on staging
     assert not any(
         d.digest == DIGESTS[0] and str(d.status) == "in_progress" for d in cloud.deployments(stages["prod"])
     )
+
+
+def test_a_promotion_whose_artifact_failed_on_the_previous_stage_is_rejected_not_held_forever(
+    cloud: Cloud, stages: dict[str, str]
+) -> None:
+    cloud.sim.fail_next(stages["dev"], 1)
+    cloud.push_image("v1.1.0", DIGESTS[0])
+    cloud.finish_operations()  # rolled back on dev: never deployed there again automatically
+    cloud.reconcile()
+    staging = next(d for d in cloud.deployments(stages["staging"]) if d.digest == DIGESTS[0])
+    assert str(staging.status) == "rejected"
+    assert "on rule web-dev's service, deployment" in (staging.detail or "")
+    assert "ended rolled back" in (staging.detail or "")
+
+
+def test_an_operator_may_end_any_held_deployment(cloud: Cloud, stages: dict[str, str]) -> None:
+    cloud.push_image("v1.1.0", DIGESTS[0])
+    held = next(d for d in cloud.deployments(stages["prod"]) if d.digest == DIGESTS[0])
+    assert held.held_by == ("promotion",)
+    ended = engine().gates.decide(held.id, approved=False, actor="carol", reason="not promoting this one")
+    assert (str(ended.status), ended.detail) == (
+        "rejected",
+        "rejected: rejected by carol: not promoting this one",
+    )
+    with pytest.raises(GateError, match="does not await approval"):
+        engine().gates.decide(held.id, approved=True, actor="carol", reason=None)
 
 
 def test_a_promotion_whose_stage_failed_during_its_bake_is_rejected(

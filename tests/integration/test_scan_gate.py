@@ -267,3 +267,18 @@ def test_a_failed_scan_applies_on_timeout_at_once(cloud: Cloud) -> None:
     rejected = only(cloud, service)
     assert str(rejected.status) == "rejected"
     assert "the scan ended FAILED" in (rejected.detail or "")
+
+
+def test_a_scan_that_failed_and_was_done_again_opens_the_gate(cloud: Cloud) -> None:
+    """on_timeout hold after a failed scan: held until a scan comes, and a scan done again does open it."""
+    service = gated(cloud, on_timeout="hold")
+    digest = push(cloud)
+    cloud.record_scan(digest, {}, status="FAILED")
+    scanned(cloud, cloud.ecr_scan_event(digest, {}, status="FAILED"))
+    held = only(cloud, service)
+    assert (str(held.status), held.held_by) == ("held", ("scan",))
+    cloud.record_scan(digest, {"LOW": 1})
+    scanned(cloud, cloud.ecr_scan_event(digest, {"LOW": 1}))
+    started = only(cloud, service)
+    assert str(started.status) == "in_progress"
+    assert started.gate_facts["scan"]["counts"] == {"LOW": 1}

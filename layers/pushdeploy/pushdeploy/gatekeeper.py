@@ -40,7 +40,10 @@ if TYPE_CHECKING:
 logger = Logger(service="pushdeploy", child=True)
 
 GATED_TRIGGERS = frozenset({"push", "sweep"})  # an operator's deploy, rollback or take-over is not gated
-_PROMOTION_LOOKBACK = 50  # the previous stage's recent deployments read to see what followed the artifact
+_PROMOTION_LOOKBACK = 50
+_FAILED_THERE = frozenset(
+    {Status.FAILED, Status.ROLLED_BACK, Status.REJECTED, Status.ERROR}
+)  # the previous stage's recent deployments read to see what followed the artifact
 
 
 class ScanSource(Protocol):
@@ -100,7 +103,7 @@ class GateKeeper:
         ]
         for deployment in waiting:
             found = self._scan_of(deployment) or _from_event(scan, self.clock())
-            self.ledger.record_gate_fact(deployment.id, "scan", found.as_record())
+            self.ledger.record_gate_fact(deployment.id, "scan", found.as_record(), over_failed=True)
             self._review_again(deployment.id)
         return [deployment.id for deployment in waiting]
 
@@ -112,6 +115,12 @@ class GateKeeper:
         deployment = self.ledger.deployment(deployment_id)
         if deployment is None:
             raise GateError(f"no deployment {deployment_id}")
+        if not approved and deployment.status is Status.HELD and "approval" not in deployment.held_by:
+            # An operator may end any held deployment (one that waits for a promotion that will not
+            # come, say); only one that awaits approval can be approved.
+            who = f" by {actor}" if actor else ""
+            self._reject(deployment, f"rejected{who}" + (f": {reason}" if reason else ""))
+            return self.ledger.deployment(deployment_id) or deployment
         if deployment.status is not Status.HELD or "approval" not in deployment.held_by:
             raise GateError(f"deployment {deployment_id} does not await approval (it is {deployment.status})")
         approval = Approval(approved, actor, reason, self.clock())
@@ -134,8 +143,10 @@ class GateKeeper:
             return
         gates = rule.rule.gates or Gates()
         facts = self._facts(gates, deployment)
-        if facts.scan is not None and not deployment.gate_facts.get("scan"):
-            self.ledger.record_gate_fact(deployment.id, "scan", facts.scan.as_record())  # found in ECR now
+        stored_scan = deployment.gate_facts.get("scan") or {}
+        if facts.scan is not None and facts.scan.status != stored_scan.get("status"):
+            # Found in ECR now (or a scan that failed was done again): recorded, once.
+            self.ledger.record_gate_fact(deployment.id, "scan", facts.scan.as_record(), over_failed=True)
         verdict = evaluate(gates, facts, self.clock())
         if verdict.rejected is not None:
             self._reject(deployment, verdict.rejected)
@@ -166,8 +177,8 @@ class GateKeeper:
     def _facts(self, gates: Gates, deployment: Deployment) -> GateFacts:
         stored = deployment.gate_facts
         scan = ScanFacts.from_record(stored["scan"]) if stored.get("scan") else None
-        if gates.scan is not None and scan is None:
-            scan = self._scan_of(deployment)
+        if gates.scan is not None and (scan is None or scan.status != "COMPLETE"):
+            scan = self._scan_of(deployment) or scan  # a failed scan may have been done again since
         approval = Approval.from_record(stored["approval"]) if stored.get("approval") else None
         promotion = self._promotion(gates.after, deployment) if gates.after is not None else None
         return GateFacts(deployment.created_at, scan, approval, promotion)
@@ -181,13 +192,15 @@ class GateKeeper:
 
     def _promotion(self, after: AfterGate, deployment: Deployment) -> Promotion:
         """When the artifact succeeded on the previous stage's service, and what followed it there."""
-        there = [
-            d
-            for d in self.ledger.for_artifact(deployment.artifact, limit=None)
-            if d.rule == after.rule and d.status is Status.SUCCEEDED and d.settled_at is not None
+        upstream = [
+            d for d in self.ledger.for_artifact(deployment.artifact, limit=None) if d.rule == after.rule
         ]
+        there = [d for d in upstream if d.status is Status.SUCCEEDED and d.settled_at is not None]
         if not there:
-            return Promotion(after.rule)
+            # An artifact that failed there is never deployed there again automatically: it never will be.
+            ended = next((d for d in upstream if d.status in _FAILED_THERE), None)
+            failed = f"deployment {ended.id} ended {str(ended.status).replace('_', ' ')}" if ended else None
+            return Promotion(after.rule, failed=failed)
         first = min(there, key=lambda d: d.settled_at or d.created_at)
         assert first.settled_at is not None
         followers = [

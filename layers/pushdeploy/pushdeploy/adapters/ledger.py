@@ -332,18 +332,26 @@ class Ledger:
             raise
         return deployment_from_item(answer["Attributes"])
 
-    def record_gate_fact(self, deployment_id: str, name: str, record: Mapping[str, Any]) -> bool:
+    def record_gate_fact(
+        self, deployment_id: str, name: str, record: Mapping[str, Any], *, over_failed: bool = False
+    ) -> bool:
         """Record what a gate of a held deployment was told (`scan`, `approval`), once: False when it was
-        told already, or the deployment is no longer held. Kept apart from the moves of `update`, so that
-        a reconciler run that read the deployment earlier cannot write over it."""
+        told already, or the deployment is no longer held. `over_failed`: a fact whose status is FAILED
+        (a scan that failed) may be replaced. Kept apart from the moves of `update`, so that a
+        reconciler run that read the deployment earlier cannot write over it."""
+        condition = "#status = :held AND (attribute_not_exists(gate_facts.#name)"
+        values: dict[str, Any] = {":record": record, ":held": str(Status.HELD)}
+        if over_failed:
+            condition += " OR gate_facts.#name.#status = :failed"
+            values[":failed"] = "FAILED"
         return self._conditional(
             lambda: self._client.update_item(
                 TableName=self._table,
                 Key=_item({"pk": f"DEPLOYMENT#{deployment_id}", "sk": _DEPLOYMENT_SK}),
                 UpdateExpression="SET gate_facts.#name = :record",
-                ConditionExpression="#status = :held AND attribute_not_exists(gate_facts.#name)",
+                ConditionExpression=condition + ")",
                 ExpressionAttributeNames={"#name": name, "#status": "status"},
-                ExpressionAttributeValues=_item({":record": record, ":held": str(Status.HELD)}),
+                ExpressionAttributeValues=_item(values),
             )
         )
 

@@ -68,7 +68,7 @@ def register(commands: Any) -> None:
 
     for verb, does in (
         ("approve", "open the approval gate of a held deployment (it starts once its other gates are open)"),
-        ("reject", "refuse a held deployment that awaits approval: it ends rejected"),
+        ("reject", "end a held deployment (one awaiting approval, or any other held one): it is rejected"),
     ):
         decide = commands.add_parser(
             verb,

@@ -289,6 +289,8 @@ class Promotion:
     succeeded_at: datetime | None = None
     ended_at: datetime | None = None
     ended_how: str | None = None  # in words: "replaced by deployment X", "deployment X failed"
+    # It never succeeded there and never will (it failed or was rejected there): in words.
+    failed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -387,6 +389,8 @@ def _promotion(gates: Gates, facts: GateFacts, now: datetime) -> tuple[GateState
     gate = gates.after
     assert gate is not None
     promotion = facts.promotion or Promotion(gate.rule)
+    if promotion.succeeded_at is None and promotion.failed is not None:
+        return "rejected", f"on rule {gate.rule}'s service, {promotion.failed}"
     if promotion.succeeded_at is None:
         return "closed", f"waits for it to succeed on rule {gate.rule}'s service"
     baked = promotion.succeeded_at + parse_duration(gate.bake)
