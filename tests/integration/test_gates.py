@@ -118,13 +118,9 @@ def test_only_a_deployment_awaiting_approval_can_be_approved(cloud: Cloud, prod:
 def test_the_newest_held_deployment_of_a_rule_supersedes_the_older_ones(cloud: Cloud, prod: str) -> None:
     cloud.push_image("v1.1.0", DIGESTS[0])
     cloud.push_image("v1.3.0", DIGESTS[1])
-    cloud.push_image("v1.2.0", DIGESTS[2])  # older than the held v1.3.0, though it came later
+    cloud.push_image("v1.2.0", DIGESTS[2])  # older than the held v1.3.0, though it came later: refused
     by_version = {d.version: d for d in cloud.deployments(prod)}
-    assert {v: str(d.status) for v, d in by_version.items()} == {
-        "v1.1.0": "superseded",
-        "v1.3.0": "held",
-        "v1.2.0": "superseded",
-    }
+    assert {v: str(d.status) for v, d in by_version.items()} == {"v1.1.0": "superseded", "v1.3.0": "held"}
     assert by_version["v1.1.0"].superseded_by == by_version["v1.3.0"].id
 
 
@@ -350,3 +346,58 @@ def test_a_reconciler_run_that_read_the_deployment_earlier_never_erases_an_appro
     held = only(cloud, service)
     assert held.held_by == ("window",)
     assert held.gate_facts["approval"]["by"] == "alice"
+
+
+# --- held deployments meet pushes outside the slot ----------------------------------------------------
+
+
+def test_an_older_push_never_deploys_while_a_newer_one_of_its_rule_is_held(cloud: Cloud, prod: str) -> None:
+    cloud.push_image("v1.3.0", DIGESTS[0])
+    answer = cloud.push_image("v1.2.0", DIGESTS[1])  # late, and older
+    assert answer["deployments"] == []
+    assert [str(d.status) for d in cloud.deployments(prod)] == ["held"]
+    record = cloud.ledger.changes_of_artifact(DIGESTS[1])[0]
+    assert "is not newer than v1.3.0, held as" in record["decisions"][0]["note"]
+
+
+def test_the_same_push_found_twice_is_held_once_and_a_rejected_one_stays_rejected(
+    cloud: Cloud, prod: str
+) -> None:
+    first = cloud.push_image("v1.1.0", DIGESTS[0])
+    (held,) = cloud.deployments(prod)
+    engine().gates.decide(held.id, approved=False, actor="alice", reason="no")
+    cloud.published()
+    again = cloud.invoke(
+        "image_pushed", cloud.ecr_push_event("v1.1.0", DIGESTS[0])
+    )  # another event, one push
+    assert again["deployments"] == first["deployments"]
+    assert [str(d.status) for d in cloud.deployments(prod)] == ["rejected"]
+    assert published_types(cloud) == []  # nobody is asked to approve it again
+
+
+def test_a_retry_after_a_crash_past_the_hold_tells_the_world_and_replaces_the_older_held(
+    cloud: Cloud, prod: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pushdeploy.gatekeeper import GateKeeper
+
+    cloud.push_image("v1.1.0", DIGESTS[0])
+    event = cloud.ecr_push_event("v1.2.0", DIGESTS[1])
+    cloud.published()
+
+    def crash(self: GateKeeper, newest: Deployment) -> None:
+        raise RuntimeError("the Lambda died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(GateKeeper, "supersede_older_held", crash)
+        patch.setattr("pushdeploy.slots.SlotKeeper.notify_by_id", lambda *args: None)
+        with pytest.raises(RuntimeError):
+            cloud.invoke("image_pushed", event)
+    assert published_types(cloud) == []
+    cloud.invoke("image_pushed", event)  # Lambda's retry of the same event
+    by_version = {d.version: str(d.status) for d in cloud.deployments(prod)}
+    assert by_version == {"v1.1.0": "superseded", "v1.2.0": "held"}
+    assert sorted(published_types(cloud)) == [
+        "Deployment Awaiting Approval",
+        "Deployment Held",
+        "Deployment Superseded",
+    ]

@@ -158,16 +158,25 @@ class Controller:
         deployment = Deployment.from_decision(
             decision, change, change_id, self.clock(), order_of(rule, change), trigger
         )
-        if self.ledger.deployment(deployment.id) is not None:
-            # A retry of this very change: report its deployment, never refuse it against itself.
+        existing = self.ledger.deployment(deployment.id)
+        if existing is not None:
+            # A retry of this very change: report its deployment, never refuse it against itself. One held
+            # may have died before it told the world and replaced its rule's older held ones: again.
+            if existing.status is Status.HELD:
+                self.gates.after_retry(existing)
             return DecisionOutcome(decision, deployment.id)
         if decision.dry_run:
             self.ledger.record(deployment)
             self.notifier.deployment_changed(deployment, EVENT_NAMES[Status.DRY_RUN])
             return DecisionOutcome(decision, deployment.id, "dry run: recorded, App Runner not called")
-        gated = self.gates.verdict_for(rule, deployment)
-        if gated is None:
+        if not self.gates.gated(rule, deployment):
             return self._admit(decision, deployment)
+        # Held and rejected deployments live outside the slot: dedup and order against them here.
+        same, refusal = self.gates.prior(deployment)
+        if same is not None or refusal is not None:
+            return DecisionOutcome(decision, same.id if same else None, refusal)
+        gated = self.gates.verdict_for(rule, deployment)
+        assert gated is not None
         verdict, facts = gated
         deployment = deployment.model_copy(update={"gate_facts": facts})
         if verdict.rejected is not None:

@@ -68,16 +68,48 @@ class GateKeeper:
 
     # --- a push's deployment ------------------------------------------------------------------------
 
+    @staticmethod
+    def gated(rule: CompiledRule, deployment: Deployment) -> bool:
+        """Whether its rule's gates apply: a push's (or the sweep's) deployment, of a rule with gates."""
+        gates = rule.rule.gates
+        return gates is not None and bool(gates.names) and deployment.trigger in GATED_TRIGGERS
+
     def verdict_for(
         self, rule: CompiledRule, deployment: Deployment
     ) -> tuple[Verdict, dict[str, Any]] | None:
         """The gates' verdict on a new deployment of a push, and the facts to record with it; None when
         its rule has no gates (or an operator asked for it)."""
         gates = rule.rule.gates
-        if gates is None or not gates.names or deployment.trigger not in GATED_TRIGGERS:
+        if gates is None or not self.gated(rule, deployment):
             return None
         facts = self._facts(gates, deployment)
         return evaluate(gates, facts, self.clock()), _records(facts)
+
+    def prior(self, deployment: Deployment) -> tuple[Deployment | None, str | None]:
+        """What a new gated deployment meets outside the slot: the same artifact of its rule already held
+        or rejected on the service (the sweep and the late event found one push; a redelivery), reported
+        instead of made twice; or a newer held one of its rule, which it may never overtake."""
+        for other in self.ledger.for_artifact(deployment.artifact, limit=None):
+            if (
+                other.id != deployment.id
+                and (other.service, other.rule) == (deployment.service, deployment.rule)
+                and other.status in (Status.HELD, Status.REJECTED)
+            ):
+                return other, f"not deployed again: already {other.status} as {other.id}"
+        assert deployment.rule is not None
+        for held in self.ledger.held_for_rule(deployment.service, deployment.rule):
+            if compare(deployment.position, held.position) <= 0:
+                older = f"{deployment.position.describe()} is not newer than {held.position.describe()}"
+                return None, f"not deployed: {older}, held as {held.id}"
+        return None, None
+
+    def after_retry(self, held: Deployment) -> None:
+        """A retried push whose held deployment exists: tell the world again (at least once) and let it
+        replace its rule's older held ones, in case the first run died before doing either."""
+        self.controller.slots.notify_by_id(held.id, "Held")
+        if "approval" in held.held_by:
+            self.controller.slots.notify_by_id(held.id, "Awaiting Approval")
+        self.supersede_older_held(held)
 
     def supersede_older_held(self, newest: Deployment) -> None:
         """The newest deployment of a rule (held or admitted) replaces the rule's older held ones; a held
