@@ -37,10 +37,9 @@ ends with what to try next.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import io
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,6 +69,7 @@ REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/AppRunnerECRAccessRole"
 CONNECTION = f"arn:aws:apprunner:{REGION}:{ACCOUNT}:connection/github/0123456789abcdef0123456789abcdef"
 SETTLE_TIMEOUT = 45.0
+CLI_TIMEOUT = 60.0  # one `pushdeploy --local` command
 OPERATION_SECONDS = 2.0
 # Long enough for three pushes to be recorded, one after the other, while the first one runs.
 BURST_OPERATION_SECONDS = 8.0
@@ -161,17 +161,16 @@ class Demo:
         return digest
 
     def pushdeploy(self, *words: str) -> str:
-        """`pushdeploy --local WORDS`, as an engineer types it (the CLI's own entry point, in this process):
-        prints the command and what it showed, and returns its output. DemoFailed when it fails."""
-        from pushdeploy.cli.main import main as cli
-
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli(["--local", "--state-dir", str(self.cloud.options.state_dir), *words])
-        self._typed(f"pushdeploy --local {shlex.join(words)}", (out.getvalue() + err.getvalue()).rstrip())
-        if code != 0:
-            raise DemoFailed(f"pushdeploy {words[0]} exited {code}: {err.getvalue().strip()}")
-        return out.getvalue()
+        """`pushdeploy --local WORDS`, as an engineer types it (the CLI, in its own process: the demo
+        stands below the CLI and does not import it): prints the command and what it showed, and returns
+        its output. DemoFailed when it fails."""
+        state_dir = str(self.cloud.options.state_dir)
+        command = [sys.executable, "-m", "pushdeploy.cli.main", "--local", "--state-dir", state_dir, *words]
+        ran = subprocess.run(command, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
+        self._typed(f"pushdeploy --local {shlex.join(words)}", (ran.stdout + ran.stderr).rstrip())
+        if ran.returncode != 0:
+            raise DemoFailed(f"pushdeploy {words[0]} exited {ran.returncode}: {ran.stderr.strip()}")
+        return ran.stdout
 
     def _typed(self, command: str, shown: str) -> None:
         """Print a command and what it showed, under the title of the step that typed it."""
