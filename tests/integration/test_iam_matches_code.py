@@ -10,6 +10,7 @@ with the `Policies` statements of the function in template.yaml.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -60,6 +61,7 @@ DIGESTS = [f"sha256:{n:064x}" for n in range(1, 12)]
 # Rules with a scan gate: one for pushes whose events come, one for a push only the sweep finds (on a
 # service with nothing live, whose ordering would refuse an image ECR dates by the wall clock).
 GATED_REPOSITORY, SWEPT_REPOSITORY = "gated", "gated-swept"
+PROMOTED_REPOSITORY, PROMOTED_SWEPT_REPOSITORY = "promoted", "promoted-swept"
 SCAN_GATE = {"scan": {"max": {"critical": 0}}}
 # Needed on a path no test here can reach: Powertools idempotency reads an existing record with GetItem
 # when the Lambda runtime's boto3 predates ReturnValuesOnConditionCheckFailure (its documented grants).
@@ -106,7 +108,8 @@ def grants_of(service: str, operation: str, params: dict[str, Any]) -> set[Grant
         }
     if service == "dynamodb":
         table = TABLE_RESOURCES[params["TableName"]]
-        return {(f"dynamodb:{operation}", f"{table}/index" if "IndexName" in params else table)}
+        index = params.get("IndexName")
+        return {(f"dynamodb:{operation}", f"{table}/index/{index}" if index else table)}
     if service == "events":
         buses = {entry.get("EventBusName", "default") for entry in params["Entries"]}
         return {
@@ -156,11 +159,21 @@ def _when_configured(statement: dict[str, Any]) -> dict[str, Any]:
     return statement
 
 
+def _as_granted(grant: Grant, granted: set[Grant]) -> Grant:
+    """A query of one index, as the role grants it: that index by name, or every index (`index/*`)."""
+    action, resource = grant
+    table, _, index = resource.partition("/index/")
+    if index and (action, f"{table}/index/*") in granted:
+        return action, f"{table}/index/*"
+    return grant
+
+
 def _resource_name(resource: Any) -> str:
     text = json.dumps(resource)
     for table in TABLES:
         if table in text:
-            return f"{table}/index" if "/index/" in text else table
+            index = re.search(r"/index/([A-Za-z*]+)", text)
+            return f"{table}/index/{index.group(1)}" if index else table
     for name, fragment in {
         "InternalEventBus": "InternalEventBus",
         "DefaultBus": "event-bus/default",
@@ -260,8 +273,43 @@ def exercise_every_path(cloud: Cloud, recorder: CallRecorder) -> None:
         cloud.invoke("commit_pushed", {"source": "aws.codecommit", "id": "z"})  # dead-lettered
         with _failing_reads(), pytest.raises(Exception, match="boom"):
             cloud.invoke("commit_pushed", {**second_push, "id": "again"})  # idempotency DeleteItem
+    exercise_a_gated_code_rule(cloud, recorder)
     exercise_the_scan_gate(cloud, recorder)
     exercise_the_sweep(cloud, recorder, staging, prod)
+
+
+def exercise_a_gated_code_rule(cloud: Cloud, recorder: CallRecorder) -> None:
+    """A CodeCommit push to a rule that needs an approval: held, after looking at the rule's held and
+    rejected deployments (ByArtifact, ByStatus)."""
+    stored = RulesStore(cloud.dynamodb, TABLES["RulesTable"]).all_rules()
+    service = cloud.create_code_service(
+        "gated-app", "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/gated"
+    )
+    code = {"provider": "codecommit", "repository": "gated", "branch": "main"}
+    approval = {"approval": {"required": True, "timeout": "1h"}}
+    gated = {"id": "gated-app", "service": service, "code": code, "gates": approval}
+    cloud.apply_rules([*(rule.model_dump(exclude_none=True) for rule in stored), gated])
+    event = {
+        "version": "0",
+        "id": "codecommit-gated-1",
+        "detail-type": "CodeCommit Repository State Change",
+        "source": "aws.codecommit",
+        "account": ACCOUNT,
+        "time": cloud.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:codecommit:{REGION}:{ACCOUNT}:gated"],
+        "detail": {
+            "commitId": "c" * 40,
+            "oldCommitId": "b" * 40,
+            "event": "referenceUpdated",
+            "referenceFullName": "refs/heads/main",
+            "referenceName": "main",
+            "referenceType": "branch",
+            "repositoryName": "gated",
+        },
+    }
+    with recorder.running("commit_pushed"):
+        cloud.invoke("commit_pushed", event)
 
 
 def exercise_the_scan_gate(cloud: Cloud, recorder: CallRecorder) -> None:
@@ -272,18 +320,32 @@ def exercise_the_scan_gate(cloud: Cloud, recorder: CallRecorder) -> None:
         {
             "id": repository,
             "service": cloud.create_image_service(f"web-{repository}", tag="latest", repository=repository),
-            "image": {"repository": repository, "tag": "latest"},
+            "image": {"repository": repository, "tag_glob": "*"},
             "gates": SCAN_GATE,
         }
         for repository in (GATED_REPOSITORY, SWEPT_REPOSITORY)
     ]
-    cloud.apply_rules([*(rule.model_dump(exclude_none=True) for rule in stored), *gated])
+    # Promotions from the gated rule, of the same image pushed to other repositories: one decided on
+    # its event, one found by the sweep (each reads the previous stage's history: ByService).
+    promoted = [
+        {
+            "id": repository,
+            "service": cloud.create_image_service(f"web-{repository}", tag="latest", repository=repository),
+            "image": {"repository": repository, "tag_glob": "*"},
+            "gates": {"after": {"rule": GATED_REPOSITORY, "bake": "0s"}},
+        }
+        for repository in (PROMOTED_REPOSITORY, PROMOTED_SWEPT_REPOSITORY)
+    ]
+    cloud.apply_rules([*(rule.model_dump(exclude_none=True) for rule in stored), *gated, *promoted])
     first = put_image_without_event("latest", GATED_REPOSITORY)
     with recorder.running("image_pushed"):
         cloud.push_image("latest", first, GATED_REPOSITORY)  # no scan yet: held
         cloud.record_scan(first, {}, repository=GATED_REPOSITORY)
         cloud.invoke("image_pushed", cloud.ecr_scan_event(first, {}, repository=GATED_REPOSITORY))  # started
     cloud.finish_operations()
+    with recorder.running("image_pushed"):
+        cloud.push_image("v1", first, PROMOTED_REPOSITORY)  # succeeded on the gated rule's service: promoted
+    copy_image(first, GATED_REPOSITORY, PROMOTED_SWEPT_REPOSITORY, "v1")  # its event lost: the sweep's
     second = put_image_without_event("latest", GATED_REPOSITORY)
     cloud.push_image("latest", second, GATED_REPOSITORY)  # held
     with recorder.running("reconciler"):
@@ -326,11 +388,12 @@ def exercise_the_sweep(cloud: Cloud, recorder: CallRecorder, staging: str, prod:
     with Stubber(codecommit) as stubber, _sweeper_codecommit(codecommit):
         for head in ("a" * 40, "b" * 40):  # a baseline, then a head whose event was lost
             stubber.add_response("list_branches", {"branches": ["main"]}, {"repositoryName": "app"})
-            stubber.add_response(
-                "get_branch",
-                {"branch": {"branchName": "main", "commitId": head}},
-                {"repositoryName": "app", "branchName": "main"},
-            )
+            for repository in ("app", "gated"):  # the watched repositories, in the sweep's order
+                stubber.add_response(
+                    "get_branch",
+                    {"branch": {"branchName": "main", "commitId": head}},
+                    {"repositoryName": repository, "branchName": "main"},
+                )
             with recorder.running("sweeper"):
                 cloud.invoke("sweeper", {"source": "aws.events", "detail-type": "Scheduled Event"})
             cloud.settle_operations()
@@ -346,6 +409,21 @@ def _sweeper_codecommit(codecommit: Any) -> Iterator[None]:
             lambda service, region=None: codecommit if service == "codecommit" else others(service, region),
         )
         yield
+
+
+def copy_image(digest: str, source: str, repository: str, tag: str) -> None:
+    """The same image (same manifest, same digest) pushed to another repository, without its event."""
+    ecr = boto3.client("ecr", region_name=REGION)
+    with suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=repository)
+    (image,) = ecr.batch_get_image(repositoryName=source, imageIds=[{"imageDigest": digest}])["images"]
+    ecr.put_image(
+        repositoryName=repository,
+        imageManifest=image["imageManifest"],
+        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
+        imageTag=tag,
+        imageDigest=digest,
+    )
 
 
 def put_image_without_event(tag: str, repository: str = "web") -> str:
@@ -419,6 +497,7 @@ def test_each_role_grants_exactly_what_its_code_calls(
         called.add(("sqs:SendMessage", "DeadLetterQueue"))
     called |= UNREACHABLE_HERE.get(function, set())
     granted = template_grants(FUNCTIONS[function])
+    called = {_as_granted(grant, granted) for grant in called}
 
     unused, missing = sorted(granted - called), sorted(called - granted)
     assert not unused, f"{function}: granted but never called: {unused}"
