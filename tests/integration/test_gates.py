@@ -401,3 +401,63 @@ def test_a_retry_after_a_crash_past_the_hold_tells_the_world_and_replaces_the_ol
         "Deployment Held",
         "Deployment Superseded",
     ]
+
+
+# --- gates that close again before the deployment starts -------------------------------------------
+
+
+def frozen_from_now(cloud: Cloud, hours: int = 2) -> dict[str, Any]:
+    start = cloud.now().replace(microsecond=0) + timedelta(minutes=5)
+    return {
+        "freeze": [
+            {
+                "from": start.isoformat(),
+                "to": (start + timedelta(hours=hours)).isoformat(),
+                "reason": "holidays",
+            }
+        ]
+    }
+
+
+def test_a_queued_deployment_whose_freeze_began_while_it_waited_is_held_again_not_started(
+    cloud: Cloud,
+) -> None:
+    service = cloud.create_image_service("web-prod", tag="v1.0.0")
+    cloud.apply_rules([image_rule("web-prod", service, frozen_from_now(cloud), semver="^1.0.0")])
+    cloud.push_image("v1.1.0", DIGESTS[0])
+    cloud.push_image("v1.2.0", DIGESTS[1])  # queued behind v1.1.0
+    assert [str(d.status) for d in cloud.deployments(service)] == ["in_progress", "queued"]
+    cloud.advance(6 * 60)  # the freeze begins
+    cloud.finish_operations()
+    by_version = {d.version: d for d in cloud.deployments(service)}
+    assert str(by_version["v1.2.0"].status) == "held"
+    assert by_version["v1.2.0"].held_by == ("freeze",)
+    assert len(cloud.calls("UpdateService")) == 1
+    cloud.advance(2 * 3600)  # it ends
+    cloud.reconcile()
+    assert str(only_version(cloud, service, "v1.2.0").status) == "in_progress"
+
+
+def only_version(cloud: Cloud, service: str, version: str) -> Deployment:
+    return next(d for d in cloud.deployments(service) if d.version == version)
+
+
+def test_resume_asks_the_gates_again_a_deployment_held_by_the_pause_does_not_start_in_a_freeze(
+    cloud: Cloud,
+) -> None:
+    from pushdeploy.operators import Operator
+
+    service = cloud.create_image_service("web-prod", tag="v1.0.0")
+    cloud.apply_rules([image_rule("web-prod", service, frozen_from_now(cloud), semver="^1.0.0")])
+    operator = Operator(engine())
+    operator.pause(service, reason="incident")
+    cloud.push_image("v1.1.0", DIGESTS[0])  # its gates are open: held by the pause only
+    assert only(cloud, service).held_by == ("pause",)
+    cloud.advance(6 * 60)  # the freeze begins
+    operator.resume(service)
+    held = only(cloud, service)
+    assert (str(held.status), held.held_by) == ("held", ("freeze",))
+    assert not cloud.calls("UpdateService")
+    cloud.advance(2 * 3600)
+    cloud.reconcile()
+    assert str(only(cloud, service).status) == "in_progress"

@@ -102,6 +102,7 @@ class Controller:
         self.runner = Runner(ledger, target, self.slots, self.notifier, self.settings, clock)
         self.slots.start = self.runner.start_by_id
         self.gates = GateKeeper(self, scans)
+        self.slots.closed_gates = self.gates.closed_now
 
     # --- a change arrives ---------------------------------------------------------------------------
 

@@ -85,6 +85,26 @@ class GateKeeper:
         facts = self._facts(gates, deployment)
         return evaluate(gates, facts, self.clock()), _records(facts)
 
+    def governs(self, deployment: Deployment) -> bool:
+        """Whether the deployment's rule (as it is now) has gates that apply to it."""
+        rule = self._rule_of(deployment) if deployment.trigger in GATED_TRIGGERS else None
+        return rule is not None and self.gated(rule, deployment)
+
+    def closed_now(self, deployment_id: str) -> tuple[str, ...]:
+        """A queued deployment about to start: the gates of its rule that can close with time alone
+        (windows, freezes) and are closed now. Its other gates opened for good when it was admitted."""
+        deployment = self.ledger.deployment(deployment_id)
+        rule = (
+            self._rule_of(deployment)
+            if deployment is not None and deployment.trigger in GATED_TRIGGERS
+            else None
+        )
+        gates = rule.rule.gates if rule is not None else None
+        if deployment is None or gates is None or (gates.windows is None and gates.freeze is None):
+            return ()
+        timed = Gates(windows=gates.windows, freeze=gates.freeze)
+        return evaluate(timed, GateFacts(deployment.created_at), self.clock()).closed
+
     def prior(self, deployment: Deployment) -> tuple[Deployment | None, str | None]:
         """What a new gated deployment meets outside the slot: the same artifact of its rule already held
         or rejected on the service (the sweep and the late event found one push; a redelivery), reported

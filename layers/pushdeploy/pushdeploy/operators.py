@@ -229,11 +229,17 @@ class Operator:
         all_held = self.ledger.held(service)
         if not was_paused and not all_held:
             raise Refusal(f"{_name(service)} is not paused")
-        # What waits for a gate too stays held until its gates open (looked at again now, unpaused).
-        held = [h for h in all_held if not gated(h.held_by)]
+        # A deployment of a rule with gates is looked at again (unpaused now): it starts only if they are
+        # open, whatever they were when the service was paused.
+        gatekeeper = self.controller.gates
+        held = (
+            all_held
+            if discard
+            else [h for h in all_held if not gated(h.held_by) and not gatekeeper.governs(h)]
+        )
         for deployment in all_held:
             if deployment not in held:
-                self.controller.gates.review(deployment)
+                gatekeeper.review(deployment)
         keep = None if discard or not held else newest(held)
         who = f" by {actor}" if actor else ""
         for deployment in held:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -78,6 +78,8 @@ class SlotKeeper:
         self.sleep = sleep
         # Starts a deployment that now holds its slot (set by the controller: starting calls App Runner).
         self.start: Callable[[str], None] = lambda deployment_id: None
+        # The gates of a queued deployment's rule that are closed now it may start (set by the controller).
+        self.closed_gates: Callable[[str], tuple[str, ...]] = lambda deployment_id: ()
 
     def change(self, service: str, plan: Callable[[Slot], SlotChange | None]) -> SlotChange | None:
         """Read the service's slot, plan a change, commit it conditioned on the slot's version; on a
@@ -125,7 +127,8 @@ class SlotKeeper:
                 transitions.append(self._outdated(outdated.id, new_slot, now))
                 next_id = None
             if next_id:
-                transitions.append(transition(next_id, Status.QUEUED, Status.STARTING, claimed_at=now))
+                new_slot, moved, next_id = self._start_next(new_slot, next_id, now)
+                transitions.append(moved)
             puts = []
             if status in (Status.FAILED, Status.ROLLED_BACK) and deployment.artifact:
                 puts.append(Ledger.failure_put(deployment.service, deployment, status, now))
@@ -166,10 +169,20 @@ class SlotKeeper:
             new_slot, outdated = drop_outdated(new_slot)
             if outdated is not None:
                 return SlotChange(new_slot, [self._outdated(outdated.id, new_slot, self.clock())])
-            moved = transition(next_id, Status.QUEUED, Status.STARTING, claimed_at=self.clock())
-            return SlotChange(new_slot, [moved], start=next_id)
+            new_slot, moved, started = self._start_next(new_slot, next_id, self.clock())
+            return SlotChange(new_slot, [moved], start=started)
 
         self.change(service, plan)
+
+    def _start_next(self, slot: Slot, next_id: str, now: datetime) -> tuple[Slot, Transition, str | None]:
+        """The queued deployment that `slot` made active starts, unless a gate of its rule closed while
+        it waited: then it is held again, outside the slot, and the slot is free."""
+        closed = self.closed_gates(next_id)
+        if not closed:
+            return slot, transition(next_id, Status.QUEUED, Status.STARTING, claimed_at=now), next_id
+        detail = f"held again: {', '.join(closed)} closed while it was queued; it starts when they open"
+        held = transition(next_id, Status.QUEUED, Status.HELD, held_by=list(closed), detail=detail)
+        return replace(slot, active=None), held, None
 
     @staticmethod
     def _outdated(deployment_id: str, slot: Slot, now: datetime) -> Transition:

@@ -39,8 +39,9 @@ WAITING: frozenset[Status] = frozenset({Status.HELD})
 TERMINAL: frozenset[Status] = frozenset(Status) - IN_FLIGHT - WAITING
 
 _ALLOWED: dict[Status, frozenset[Status]] = {
-    # queued -> starting when its service frees up; superseded by a newer arrival.
-    Status.QUEUED: frozenset({Status.STARTING, Status.SUPERSEDED, Status.ERROR}),
+    # queued -> starting when its service frees up; superseded by a newer arrival; held again when one of
+    # its rule's gates closed while it waited (a freeze began, its window ended).
+    Status.QUEUED: frozenset({Status.STARTING, Status.SUPERSEDED, Status.ERROR, Status.HELD}),
     # starting -> queued when App Runner is busy with an operation pushdeploy did not start.
     Status.STARTING: frozenset(
         {Status.IN_PROGRESS, Status.QUEUED, Status.SUPERSEDED, Status.ERROR, *TERMINAL}
