@@ -334,3 +334,34 @@ def test_one_source_that_fails_does_not_stop_the_others_and_is_swept_again_next_
     monkeypatch.setattr(sources.SourceReader, "images", real_images)
     assert len(sweep(cloud)["found"]) == 1  # api's mark did not move: its push is found next time
     assert [d.trigger for d in cloud.deployments(other)] == ["sweep"]
+
+
+def test_a_tag_moved_onto_an_older_image_whose_event_was_lost_is_deployed_by_the_sweep(
+    cloud: Cloud, staging: str
+) -> None:
+    """ECR keeps an image's first push time when a tag moves onto it: the sweep follows the tag itself."""
+    first = put_image("latest")
+    cloud.push_image("latest", first)  # its event came: deployed
+    cloud.finish_operations()
+    older = put_image("build-7")  # a build, not deployed by this rule
+    cloud.advance(600)
+    sweep(cloud)  # looks at the tags: latest -> first
+    retag(older, "latest")  # the re-tag's event is lost
+    cloud.advance(60)
+    answer = sweep(cloud)
+    assert len(answer["found"]) == 1
+    (_, swept) = cloud.deployments(staging)
+    assert (swept.digest, swept.tag, swept.trigger) == (older, "latest", "sweep")
+    assert sweep(cloud)["found"] == []  # found once
+
+
+def retag(digest: str, tag: str, repository: str = "web") -> None:
+    ecr = boto3.client("ecr", region_name=REGION)
+    (image,) = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageDigest": digest}])["images"]
+    ecr.put_image(
+        repositoryName=repository,
+        imageManifest=image["imageManifest"],
+        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
+        imageTag=tag,
+        imageDigest=digest,
+    )

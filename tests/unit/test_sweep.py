@@ -205,3 +205,13 @@ def test_a_recorded_change_is_the_same_push_only_for_the_same_repository_tag_and
 def test_two_sweeps_that_find_one_push_name_one_change() -> None:
     assert swept_change_id(image_change()) == swept_change_id(image_change())
     assert swept_change_id(image_change()) != swept_change_id(image_change(tag="v1"))
+
+
+def test_exact_tags_are_followed_and_marks_keep_them() -> None:
+    (source,) = watched(
+        (rule("a", repository="web", tag="latest"), at(0)),
+        (rule("b", repository="web", tag_glob="release-*"), at(0)),
+    )
+    assert source.exact_tags == ("latest",)
+    mark = Mark(at(5), tags={"latest": Head("sha256:" + "a" * 64, at(1), None, True)})
+    assert Mark.from_record(mark.as_record()) == mark

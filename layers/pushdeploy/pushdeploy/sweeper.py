@@ -25,6 +25,7 @@ from pushdeploy.domain.rules import CompiledRule
 from pushdeploy.domain.sweep import (
     FOUND_BY_SWEEP,
     Head,
+    ListedImage,
     Mark,
     WatchedSource,
     commit_candidate,
@@ -32,6 +33,7 @@ from pushdeploy.domain.sweep import (
     image_candidates,
     is_baseline,
     next_head,
+    retag_candidate,
     swept_until,
     watched_sources,
 )
@@ -99,16 +101,45 @@ class Sweeper:
         self, source: WatchedSource, kept: Mark | None, now: datetime, until: datetime, report: SweepReport
     ) -> Mark:
         if source.source == "ecr":
-            return self._sweep_images(source, kept, until, report)
+            return self._sweep_images(source, kept, now, until, report)
         return self._sweep_branches(source, kept, now, until, report)
 
     def _sweep_images(
-        self, source: WatchedSource, kept: Mark | None, until: datetime, report: SweepReport
+        self, source: WatchedSource, kept: Mark | None, now: datetime, until: datetime, report: SweepReport
     ) -> Mark:
         images = self.reader.images(source.account, source.region, source.repository)
-        for change in image_candidates(source, images, kept, until):
+        found = image_candidates(source, images, kept, until)
+        for change in found:
             self._unless_known(change, report)
-        return Mark(max(until, kept.until) if kept else until)
+        looked_at = {(change.tag, change.digest) for change in found}
+        tags = self._follow_tags(source, images, kept, now, until, looked_at, report)
+        return Mark(max(until, kept.until) if kept else until, tags=tags)
+
+    def _follow_tags(
+        self,
+        source: WatchedSource,
+        images: Sequence[ListedImage],
+        kept: Mark | None,
+        now: datetime,
+        until: datetime,
+        looked_at: set[tuple[str | None, str | None]],
+        report: SweepReport,
+    ) -> dict[str, Head]:
+        """Each tag a `tag` rule names: where it points now. A move the ledger has no change for (its
+        event was lost) is decided like a push once it is older than the grace period."""
+        pointed = {tag: image.digest for image in images for tag in image.tags}
+        heads: dict[str, Head] = {}
+        for tag in source.exact_tags:
+            if tag not in pointed:
+                continue
+            previous = kept.tags.get(tag) if kept else None
+            head = next_head(previous, pointed[tag], now, is_baseline(source, tag, kept))
+            if head_due(head, until):
+                if (tag, head.commit) not in looked_at:
+                    self._unless_known(retag_candidate(source, tag, head), report)
+                head = replace(head, looked_up=True)
+            heads[tag] = head
+        return heads
 
     def _sweep_branches(
         self, source: WatchedSource, kept: Mark | None, now: datetime, until: datetime, report: SweepReport

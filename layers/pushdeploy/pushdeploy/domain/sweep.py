@@ -72,6 +72,12 @@ class WatchedSource:
         return min(times, default=None)
 
     @property
+    def exact_tags(self) -> tuple[str, ...]:
+        """The tags `tag` rules name (their moves are followed even onto an image pushed long ago)."""
+        tags = {w.rule.rule.image.tag for w in self.rules if w.rule.rule.image and w.rule.rule.image.tag}
+        return tuple(sorted(tags))
+
+    @property
     def exact_branches(self) -> tuple[str, ...] | None:
         """The branches to ask for by name, or None when a rule takes a branch pattern (list them)."""
         branches = set()
@@ -132,18 +138,26 @@ class Head:
 
 @dataclass
 class Mark:
-    """How far a source has been swept: images pushed up to `until`; each watched branch's head."""
+    """How far a source has been swept: images pushed up to `until`; each watched branch's head; the
+    digest each tag that a `tag` rule names points to (a `Head` too: ECR keeps an image's first push
+    time when a tag is moved onto it, so a re-tag is only seen as the tag's head moving)."""
 
     until: datetime
     heads: dict[str, Head] = field(default_factory=dict)
+    tags: dict[str, Head] = field(default_factory=dict)
 
     def as_record(self) -> dict[str, Any]:
-        return {"until": self.until.isoformat(), "heads": {b: h.as_record() for b, h in self.heads.items()}}
+        return {
+            "until": self.until.isoformat(),
+            "heads": {b: h.as_record() for b, h in self.heads.items()},
+            "tags": {t: h.as_record() for t, h in self.tags.items()},
+        }
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Mark:
         heads = {str(branch): Head.from_record(head) for branch, head in (record.get("heads") or {}).items()}
-        return cls(datetime.fromisoformat(str(record["until"])), heads)
+        tags = {str(tag): Head.from_record(head) for tag, head in (record.get("tags") or {}).items()}
+        return cls(datetime.fromisoformat(str(record["until"])), heads, tags)
 
 
 def swept_until(now: datetime, grace: timedelta) -> datetime:
@@ -188,7 +202,8 @@ def next_head(kept: Head | None, commit: str, now: datetime, baseline: bool) -> 
 
 
 def is_baseline(source: WatchedSource, branch: str, mark: Mark | None) -> bool:
-    """Whether a branch the sweep has no head for is looked at for the first time since it is watched."""
+    """Whether a branch (or a tag) the sweep has no head for is looked at for the first time since it is
+    watched."""
     watched_since = source.branch_watched_since(branch)
     return mark is None or watched_since is None or watched_since > mark.until
 
@@ -196,6 +211,20 @@ def is_baseline(source: WatchedSource, branch: str, mark: Mark | None) -> bool:
 def head_due(head: Head, until: datetime) -> bool:
     """Whether to look the head up in the ledger now: new, and seen before the grace period began."""
     return not head.looked_up and head.seen_at <= until
+
+
+def retag_candidate(source: WatchedSource, tag: str, head: Head) -> Change:
+    """A tag that moved onto an image (a re-tag, a roll-back of `latest` by hand): pushed when first seen."""
+    return Change(
+        kind="image",
+        source="ecr",
+        account=source.account,
+        region=source.region,
+        repository=source.repository,
+        tag=tag,
+        digest=head.commit,
+        pushed_at=head.seen_at,
+    )
 
 
 def commit_candidate(source: WatchedSource, branch: str, head: Head) -> Change:
