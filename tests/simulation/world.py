@@ -6,12 +6,16 @@ through its API, so that the checks neither consume injected faults nor show up 
 API has no call for one thing AWS does, a deleted service vanishing (ResourceNotFound from then on), so
 `vanish` removes it from that state.
 
-Determinism: the controller's clock and the simulator's clock are one fake clock (BASE plus the time the
-simulation advanced), and the simulator's identifiers (service ids, operation ids, event ids) come from a
-seeded generator, so the same schedule replays the same run. Speed: moto's DynamoDB is made faster
-(`fast_moto`), retry back-off sleeps are skipped, the rules cache is kept for the episode (its rules never
-change), pushdeploy's own notifications go nowhere, and one boto3 session and one parse of template.yaml
-serve every episode.
+The sources the sweep reads: every image push lands in moto's ECR (repository `web`, under the schedule's
+tag and digest) whether or not its event is delivered; CodeCommit's branch head, which moto cannot answer
+(it has no GetBranch), is answered from the world's own record of the last commit pushed.
+
+Determinism: the controller's clock, the simulator's clock and ECR's push times are one fake clock (BASE
+plus the time the simulation advanced), and the simulator's identifiers (service ids, operation ids, event
+ids) come from a seeded generator, so the same schedule replays the same run. Speed: moto's DynamoDB is
+made faster (`fast_moto`), retry back-off sleeps are skipped, the rules cache is kept for the episode (its
+rules never change), pushdeploy's own notifications go nowhere, and one boto3 session and one parse of
+template.yaml serve every episode.
 """
 
 from __future__ import annotations
@@ -19,23 +23,27 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import random
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, Self
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from moto import mock_aws
+from moto.ecr import models as moto_ecr
 
 from pushdeploy import runtime
 from pushdeploy.local import apprunner_sim, apprunner_sim_events, inprocess
+from pushdeploy.local.pushes import MANIFEST_MEDIA_TYPE
 from pushdeploy.local.template import load_template
 from tests.integration.harness import (
     ACCOUNT,
@@ -53,6 +61,8 @@ from tests.simulation.schedule import commit_of, digest_of, event_id_of
 BASE = datetime(2026, 11, 26, 8, 0, 0, tzinfo=UTC)
 START_GRACE_SECONDS = 120
 STUCK_AFTER_SECONDS = 900
+SWEEP_GRACE_SECONDS = 120  # the product's default: a push younger than this is left to its event
+IMAGE_REPOSITORY = "web"
 CODE_REPOSITORY = "api"
 CODE_URL = f"https://git-codecommit.{REGION}.amazonaws.com/v1/repos/{CODE_REPOSITORY}"
 
@@ -63,6 +73,10 @@ _ENVIRONMENT = {
     "AWS_DEFAULT_REGION": REGION,
     "START_GRACE_SECONDS": str(START_GRACE_SECONDS),
     "STUCK_AFTER_SECONDS": str(STUCK_AFTER_SECONDS),
+    "SWEEP_GRACE_SECONDS": str(SWEEP_GRACE_SECONDS),
+    "SWEEP_ROLE_ARNS": "",
+    # moto's ECR registry is its account's: the rules' account, which the sweep asks DescribeImages of.
+    "MOTO_ACCOUNT_ID": ACCOUNT,
 }
 
 
@@ -137,7 +151,7 @@ _SESSIONS: list[boto3.Session] = []
 
 def _functions() -> dict[str, ModuleType]:
     """The handler modules, loaded once per process: reloading them per episode costs and changes nothing."""
-    for name in ("image_pushed", "commit_pushed", "operation_changed", "reconciler"):
+    for name in ("image_pushed", "commit_pushed", "operation_changed", "reconciler", "sweeper"):
         if name not in _FUNCTIONS:
             _FUNCTIONS[name] = load_function(name)
     return _FUNCTIONS
@@ -162,7 +176,9 @@ class World:
         self.roles = roles
         self.services: dict[str, str] = {}
         self.vanished: set[str] = set()  # deleted services App Runner no longer knows
+        self.branch_head: int | None = None  # the commit `main` points to (None: no push yet)
         self._views: dict[str, ServiceView] = {}
+        self._first_pushed: dict[int, int] = {}  # digest number -> when ECR first held it (epoch seconds)
         self._stack = contextlib.ExitStack()
         self._patch = pytest.MonkeyPatch()
         self.cloud: Cloud
@@ -202,6 +218,7 @@ class World:
         self._freeze_clocks()
         silence_notifications()
         self.cloud.functions = dict(_functions())
+        self._create_sources()
         self._create_services()
 
     def __exit__(self, *exc: object) -> None:
@@ -216,6 +233,19 @@ class World:
         sim._epoch0 = BASE.timestamp()
         self._patch.setattr(runtime, "utc_now", self.now)
         self._patch.setattr(cloud, "now", self.now)
+        # moto stamps imagePushedAt with datetime.now(): the world's time instead, so that the sweep's
+        # marks (the controller's clock) and the images' push times are on one clock.
+        self._patch.setattr(moto_ecr, "datetime", _clock_class(self.now))
+
+    def _create_sources(self) -> None:
+        """ECR's `web` repository, and the sweep's CodeCommit client answering GetBranch from the world."""
+        self._ecr = boto3.client("ecr", region_name=REGION)
+        self._ecr.create_repository(repositoryName=IMAGE_REPOSITORY)
+        # The client the sweeper's own-account reader gets (runtime.client caches one per service and
+        # Region for the episode).
+        codecommit = runtime.client("codecommit", REGION)
+        answer: Callable[..., Any] = self._answer_get_branch  # an answer from before-call replaces the call
+        codecommit.meta.events.register("before-call.codecommit.GetBranch", answer)
 
     def _create_services(self) -> None:
         cloud = self.cloud
@@ -235,8 +265,68 @@ class World:
             self.services[role] = arn
             rules.append({"id": spec.rule_id, "service": arn, **body})
         cloud.apply_rules(rules)
+        self._stamp_rules()
         cloud.sim.calls.clear()
         cloud.apprunner_events.clear()
+
+    def _stamp_rules(self) -> None:
+        """`rules apply` stamps each rule with the wall clock; the sweep looks for pushes only from then
+        on, so the rules are stamped with the world's time instead (the episode's start)."""
+        stamp = self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        dynamodb, table = self.cloud.dynamodb, TABLES["RulesTable"]
+        for item in dynamodb.scan(TableName=table)["Items"]:
+            dynamodb.update_item(
+                TableName=table,
+                Key={"source_key": item["source_key"], "rule_id": item["rule_id"]},
+                UpdateExpression="SET updated_at = :at",
+                ExpressionAttributeValues={":at": {"S": stamp}},
+            )
+
+    # --- the sources -------------------------------------------------------------------------------
+
+    def put_image(self, tag: str, digest: int) -> None:
+        """ECR PutImage of the schedule's digest under `tag` (the push itself, whatever its event's fate).
+        The same digest number is the same manifest, so ECR moves the tag onto the image it holds."""
+        # The same tag on the same image again: ECR holds it already, and says so.
+        with contextlib.suppress(self._ecr.exceptions.ImageAlreadyExistsException):
+            self._ecr.put_image(
+                repositoryName=IMAGE_REPOSITORY,
+                imageManifest=_manifest(digest),
+                imageManifestMediaType=MANIFEST_MEDIA_TYPE,
+                imageTag=tag,
+                imageDigest=digest_of(digest),  # moto takes the digest as given
+            )
+        self._keep_first_push_time(digest)
+
+    def _keep_first_push_time(self, number: int) -> None:
+        """moto deletes an image whose last tag moved to another; ECR keeps it, untagged, with its push
+        time. An image pushed again keeps its first push time here too: the sweep sees what ECR shows."""
+        first = self._first_pushed.setdefault(number, int(self.now().timestamp()))
+        repository = moto_ecr.ecr_backends[ACCOUNT][REGION].repositories[IMAGE_REPOSITORY]
+        for image in repository.images:
+            if image.get_image_digest() == digest_of(number):
+                image.image_pushed_at = first
+
+    def ecr_images(self) -> set[tuple[str, str]]:
+        """(tag, digest) of every tagged image ECR holds now."""
+        described = self._ecr.describe_images(repositoryName=IMAGE_REPOSITORY)
+        return {
+            (tag, str(image["imageDigest"]))
+            for image in described["imageDetails"]
+            for tag in image.get("imageTags", [])
+        }
+
+    def commit_pushed(self, commit: int) -> None:
+        """The branch moves to `commit` (the push itself, whatever its event's fate)."""
+        self.branch_head = commit
+
+    def _answer_get_branch(self, **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        """CodeCommit's answer to GetBranch, in place of a request moto cannot serve."""
+        if self.branch_head is None:
+            error = {"Code": "BranchDoesNotExistException", "Message": "main does not exist"}
+            return AWSResponse("", 400, HTTPHeaders(), None), {"Error": error, "ResponseMetadata": {}}
+        branch = {"branchName": "main", "commitId": commit_of(self.branch_head)}
+        return AWSResponse("", 200, HTTPHeaders(), None), {"branch": branch, "ResponseMetadata": {}}
 
     # --- time --------------------------------------------------------------------------------------
 
@@ -354,11 +444,41 @@ def separate_container() -> Iterator[None]:
     saved = {name: getattr(runtime, name) for name in ("_controller", "_once") if hasattr(runtime, name)}
     for name in saved:
         setattr(runtime, name, None)
+    sweepers = getattr(runtime, "_sweepers", None)  # the container's sweeper holds its controller
+    if isinstance(sweepers, dict):
+        saved["_sweepers"] = sweepers
+        runtime._sweepers = {}
     try:
         yield
     finally:
         for name, value in saved.items():
             setattr(runtime, name, value)
+
+
+def _clock_class(now: Callable[[], datetime]) -> type[datetime]:
+    """A `datetime` whose now() is `now()`: put in place of the name moto's ECR module reads the time from."""
+
+    class WorldTime(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Self:
+            return cls.fromtimestamp(now().timestamp(), tz)
+
+    return WorldTime
+
+
+def _manifest(number: int) -> str:
+    """The image manifest of the schedule's digest number: its own text for each number (moto tells
+    images apart by their manifest text)."""
+    layer = {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1024}
+    config = {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2}
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": {**config, "digest": digest_of(number)},
+            "layers": [{**layer, "digest": digest_of(number)}],
+        }
+    )
 
 
 def handler_clients(cloud: Cloud) -> SimpleNamespace:
