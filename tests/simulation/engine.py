@@ -12,14 +12,19 @@ Lambda as modelled here:
   has expired, so the engine deletes it before the retry can run.
 - An overlapping invocation of the same event gets Powertools' "already in progress" answer: for Lambda
   that is a failed attempt of that delivery, retried later like any other.
-- A crashed reconciler run just ends; the next tick runs.
+- A crashed reconciler run just ends; the next tick runs. So does a crashed sweep (the sweeper, on its
+  own schedule): the next one looks again from the marks the crashed one did not move.
+- Every image push lands in ECR. Its event may be delivered, held back and delivered late, or lost at
+  the source (`lost_push`): then only a sweep can find it. Quiescence advances time past the sweep's
+  grace period and sweeps until a sweep has looked past the last image push.
 - Concurrency is an overlap: inside one invocation's AWS call (a hook point), another whole invocation
-  runs first (a second reconciler run, an App Runner status event, the same push again, or another push
-  held back), as another Lambda container would: with its own controller, on the same AWS.
+  runs first (a second reconciler run, an App Runner status event, the same push again, another push
+  held back, or a sweep), as another Lambda container would: with its own controller, on the same AWS.
 
 Each step is checked once it has run; at the end of the schedule comes quiescence (no more faults,
-everything held back delivered, time advanced and the reconciler run until nothing is in flight) and the
-final checks. A violation is counted once per episode (invariant and detail).
+everything held back delivered, time advanced, swept past the last image push and the reconciler run
+until nothing is in flight) and the final checks. A violation is counted once per episode (invariant and
+detail).
 """
 
 from __future__ import annotations
@@ -31,19 +36,25 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pushdeploy.domain import deployments as pushdeploy_deployments
+from pushdeploy.domain.changes import Change
+from tests.integration.harness import ACCOUNT, REGION
 from tests.simulation.hooks import Hooks, SimulatedCrash
 from tests.simulation.invariants import IN_FLIGHT, Checker, Push, Snapshot, Violation
 from tests.simulation.schedule import IMAGE_ROLES, ROLES, Fault, Step, commit_of, digest_of, generate
 from tests.simulation.world import (
+    CODE_REPOSITORY,
     IDEMPOTENCY_TABLE,
+    IMAGE_REPOSITORY,
     LEDGER_TABLE,
     START_GRACE_SECONDS,
+    SWEEP_GRACE_SECONDS,
     World,
     handler_clients,
     separate_container,
@@ -59,6 +70,7 @@ FAULT_KINDS = (
     "error5xx",
     "fail",
     "lost_event",
+    "lost_push",
     "duplicate",
     "late",
     "manual_op",
@@ -121,6 +133,11 @@ class Episode:
         self.running: list[Delivery] = []  # the deliveries being invoked, outermost first
         self.to_check: list[Push] = []  # answered pushes whose records to check
         self.to_peek: list[Push] = []  # failed attempts whose records (if written) to remember
+        self.by_swept: dict[str, list[Push]] = {}  # a sweep's change id -> the pushes of its tag and artifact
+        self.answered_swept: set[str] = set()  # the sweep change ids of pushes whose events were answered
+        self.swept_to_check: list[str] = []  # sweep records seen since the last check
+        self.swept_through: datetime | None = None  # how far the last sweep that answered looked
+        self.last_image_push: datetime | None = None
         self.violations: list[tuple[int, Violation]] = []
         self.seen: set[Violation] = set()
         self.quiescing = False
@@ -162,14 +179,19 @@ class Episode:
             assert step.digest is not None
             assert step.event is not None
             world.advance(1)  # every push happens at its own second
+            world.put_image(step.tag, step.digest)  # in ECR, whatever becomes of its event
+            self.last_image_push = world.now()
             event = world.image_event(step.tag, step.digest, step.event)
-            self._push(event, "image", step.tag, digest_of(step.digest), step.digest, step.hold, step.fault)
+            push = self._push(event, "image", step.tag, digest_of(step.digest), step.digest)
+            self._send(push, event, step)
         elif kind == "code_push":
             assert step.commit is not None
             assert step.event is not None
             world.advance(1)
+            world.commit_pushed(step.commit)
             event = world.commit_event(step.commit, step.previous, step.event)
-            self._push(event, "commit", None, commit_of(step.commit), step.commit, step.hold, step.fault)
+            push = self._push(event, "commit", None, commit_of(step.commit), step.commit)
+            self._send(push, event, step)
         elif kind == "redeliver":
             if self.sent:
                 original = list(self.sent.values())[step.pick % len(self.sent)]
@@ -183,6 +205,8 @@ class Episode:
                 self._deliver(self.retries.pop(step.pick % len(self.retries)), step.fault)
         elif kind == "reconcile":
             self._invoke("reconciler", _SCHEDULED, step.fault)
+        elif kind == "sweep":
+            self._sweep(step.fault)
         elif kind == "app_events":
             self._app_events(step.fates, step.fault)
         elif kind == "late_events":
@@ -217,27 +241,30 @@ class Episode:
         else:
             raise ValueError(f"unknown step kind {kind!r}")
 
-    def _push(
-        self,
-        event: dict[str, Any],
-        kind: str,
-        tag: str | None,
-        artifact: str,
-        number: int,
-        hold: bool,
-        fault: Fault | None,
-    ) -> None:
+    def _push(self, event: dict[str, Any], kind: str, tag: str | None, artifact: str, number: int) -> Push:
+        """A push happened: what the checks know of it."""
         event_id = str(event["id"])
         push = Push(event_id, kind, tag, artifact, number, self.world.now())
         push.expected_change_ids = _expected_change_ids(event_id)
+        push.swept_id = _swept_change_id(kind, tag, artifact)
+        if push.swept_id is not None:
+            self.by_swept.setdefault(push.swept_id, []).append(push)
+            self.checker.by_change.setdefault(push.swept_id, push)
         self.pushes[event_id] = push
-        function = "image_pushed" if kind == "image" else "commit_pushed"
-        delivery = Delivery(function, event, push=event_id)
-        if hold:
+        return push
+
+    def _send(self, push: Push, event: dict[str, Any], step: Step) -> None:
+        """The push's event: delivered, held back (delivered late), or lost at the source."""
+        function = "image_pushed" if push.kind == "image" else "commit_pushed"
+        delivery = Delivery(function, event, push=push.event_id)
+        if step.lose:
+            push.lost = True
+            self.counts["lost_push"] += 1
+        elif step.hold:
             self.counts["late"] += 1
             self.held.append(delivery)
         else:
-            self._deliver(delivery, fault)
+            self._deliver(delivery, step.fault)
 
     def _app_events(self, fates: tuple[str, ...], fault: Fault | None) -> None:
         batch = list(self.cloud.apprunner_events)
@@ -345,6 +372,8 @@ class Episode:
             )
         if push.change_ids is None:
             push.change_ids = changes
+            if push.swept_id is not None:
+                self.answered_swept.add(push.swept_id)
             for change_id in changes:
                 self.checker.by_change[change_id] = push
             if push.expected_change_ids != changes:
@@ -364,8 +393,42 @@ class Episode:
                 self._deliver(self.held.pop(0), None)
             elif kind == "operation_event" and self.cloud.apprunner_events:
                 self._deliver(Delivery("operation_changed", self.cloud.apprunner_events.pop(0)), None)
+            elif kind == "sweep":
+                self._sweep(None)
             else:
                 self._invoke("reconciler", _SCHEDULED, None)
+
+    def _sweep(self, fault: Fault | None) -> None:
+        """One run of the sweeper. The change records it put are read once it ends (however it ends):
+        a sweep's record of a push is checked against what had been answered when the sweep began."""
+        answered_before = frozenset(self.answered_swept)
+        start = len(self.hooks.change_puts)
+        self.counts["sweeps"] += 1
+        if self._invoke("sweeper", _SCHEDULED, fault) is not None:
+            looked = self.world.now() - timedelta(seconds=SWEEP_GRACE_SECONDS)
+            self.swept_through = max(looked, self.swept_through or looked)
+        for change_id in self.hooks.change_puts[start:]:
+            if change_id not in self.by_swept or change_id in self.checker.swept:
+                continue
+            record = self.cloud.ledger.change(change_id)
+            if record is not None:
+                self._swept_record(change_id, record, answered_before)
+
+    def _swept_record(self, change_id: str, record: dict[str, Any], answered_before: frozenset[str]) -> None:
+        pushes = self.by_swept[change_id]
+        self.counts["found_by_sweep"] += 1
+        for push in pushes:
+            if push.swept_at is None:
+                push.swept_at = self.world.now()
+        for violation in self.checker.swept_record(pushes, change_id, record, answered_before):
+            self._found(violation)
+        self.swept_to_check.append(change_id)
+
+    def _swept_past_pushes(self) -> bool:
+        """Whether a sweep that answered has looked past the last image push (past its grace period)."""
+        if self.last_image_push is None:
+            return True
+        return self.swept_through is not None and self.swept_through >= self.last_image_push
 
     # --- checking ----------------------------------------------------------------------------------
 
@@ -421,7 +484,7 @@ class Episode:
                     for violation in self.checker.unchanged(push, change_id, record):
                         self._found(violation)
         self.to_peek.clear()
-        if self.to_check:
+        if self.to_check or self.swept_to_check:
             created = {
                 (str(getattr(d, "change_id", "")), str(d.rule)): str(d.id)
                 for deployments in snapshot.deployments.values()
@@ -430,12 +493,17 @@ class Episode:
             for push in self.to_check:
                 for violation in self.checker.record_checks(push, ledger.change, created):
                     self._found(violation)
+            for change_id in self.swept_to_check:
+                push = self.by_swept[change_id][0]
+                for violation in self.checker.record_checks(push, ledger.change, created, [change_id]):
+                    self._found(violation)
             self.to_check.clear()
+            self.swept_to_check.clear()
         return snapshot
 
     def _quiesce(self) -> None:
-        """No more faults: deliver everything held back or waiting for a retry, then advance time and
-        reconcile until nothing is in flight."""
+        """No more faults: deliver everything held back or waiting for a retry, then advance time, sweep
+        and reconcile until nothing is in flight and a sweep has looked past the last image push."""
         self.quiescing = True
         for _ in range(_QUIESCENCE_ROUNDS):
             while self.held or self.retries or self.held_events:
@@ -447,6 +515,8 @@ class Episode:
                     self._deliver(Delivery("operation_changed", self.held_events.pop(0)), None)
             while self.cloud.apprunner_events:
                 self._app_events((), None)
+            if not self._swept_past_pushes():
+                self._sweep(None)
             self._invoke("reconciler", _SCHEDULED, None)
             snapshot = self._check(-1)
             busy = any(
@@ -455,12 +525,13 @@ class Episode:
                 for d in deployments
             )
             pending = self.held or self.retries or self.held_events or self.cloud.apprunner_events
-            if not busy and not pending:
+            if not busy and not pending and self._swept_past_pushes():
                 break
             self.world.advance(START_GRACE_SECONDS + 10)
         for push in self.pushes.values():
             if push.change_ids is not None:
                 self.to_check.append(push)
+        self.swept_to_check.extend(self.checker.swept)  # unchanged since first read
         snapshot = self._check(-1)
         ledger = self.cloud.ledger
         slots = {}
@@ -471,7 +542,11 @@ class Episode:
         listing = getattr(ledger, "outside_operations", None)
         if callable(listing):
             outside = {role: list(listing(arn)) for role, arn in self.world.services.items()}
-        for violation in self.checker.final_checks(snapshot, slots, outside):
+        in_ecr = self.world.ecr_images()
+        self.counts["raced_by_sweep"] += sum(
+            1 for p in self.pushes.values() if p.change_ids is not None and p.swept_at is not None
+        )
+        for violation in self.checker.final_checks(snapshot, slots, outside, in_ecr, ledger.change):
             self._found(violation, -1)
 
 
@@ -480,6 +555,29 @@ def _expected_change_ids(event_id: str) -> list[str]:
     derives it with `change_id_for`; else none, and records are read after answers only."""
     derive = getattr(pushdeploy_deployments, "change_id_for", None)
     return [str(derive(event_id, 0))] if callable(derive) else []
+
+
+def _swept_change_id(kind: str, tag: str | None, artifact: str) -> str | None:
+    """The change id a sweep gives the push (`swept_change_id`, from its source, tag or branch, and
+    artifact), if pushdeploy derives one."""
+    derive = getattr(pushdeploy_deployments, "swept_change_id", None)
+    if not callable(derive):
+        return None
+    where: dict[str, Any] = {"account": ACCOUNT, "region": REGION}
+    if kind == "image":
+        change = Change(
+            kind="image", source="ecr", repository=IMAGE_REPOSITORY, tag=tag, digest=artifact, **where
+        )
+    else:
+        change = Change(
+            kind="commit",
+            source="codecommit",
+            repository=CODE_REPOSITORY,
+            branch="main",
+            commit=artifact,
+            **where,
+        )
+    return str(derive(change))
 
 
 def _label(artifact: str) -> str:
@@ -594,7 +692,8 @@ def _failure_lines(failure: Failure) -> list[str]:
     lines.extend(f"  {number:3d}. {step.describe()}" for number, step in enumerate(schedule, 1))
     if failure.at_quiescence:
         lines.append(
-            "  then quiescence (deliver everything, advance time, reconcile until nothing is in flight)"
+            "  then quiescence (deliver everything, advance time, sweep, reconcile until nothing is in "
+            "flight)"
         )
     return lines
 

@@ -44,6 +44,9 @@ class Hooks:
         # The partition keys every write to the ledger table names (with the `service` of an item put, if
         # any), whoever writes: which services' deployments to read again. None: a write it cannot read.
         self.ledger_writes: list[tuple[str | None, str | None]] = []
+        # The change ids whose change record a put tried to write (it may have failed its condition, or
+        # crashed): which records to read after a sweep, instead of reading every push's.
+        self.change_puts: list[str] = []
         # App Runner operation id -> "pushdeploy" (started inside a handler) or "outside" (anyone else).
         self.started_by: dict[str, str] = {}
         self.images: dict[str, str] = {}  # UpdateService operation id -> the ImageIdentifier it asked for
@@ -112,6 +115,9 @@ class Hooks:
             for kind, request in ours:
                 if kind != "ConditionCheck":
                     self.ledger_writes.append(_written_key(request))
+                change_id = _change_record(kind, request)
+                if change_id is not None:
+                    self.change_puts.append(change_id)
 
     def _before_dynamodb(self, context: dict[str, Any], **_: Any) -> None:
         if context.get(_MARK):
@@ -141,6 +147,17 @@ class Hooks:
             if image:
                 self.images[operation_id] = str(image)
         self._point("after_apprunner")
+
+
+def _change_record(kind: str, request: dict[str, Any]) -> str | None:
+    """The change id of a put of a change record (`CHANGE#<id>` / `CHANGE`, see the ledger's items)."""
+    if kind not in ("PutItem", "Put"):
+        return None
+    item = request.get("Item") or {}
+    partition = str(item.get("pk", {}).get("S", ""))
+    if not partition.startswith("CHANGE#") or item.get("sk", {}).get("S") != "CHANGE":
+        return None
+    return partition.removeprefix("CHANGE#")
 
 
 def _written_key(request: dict[str, Any]) -> tuple[str | None, str | None]:

@@ -28,6 +28,12 @@ Checked after every step:
   push's event time, then the digest; code: the commit chain), unless someone else's change came between
   the two.
 
+Checked as soon as a sweep has recorded a push (a change record under the sweep's change id for it,
+`swept_change_id`: one per repository, tag or branch, and digest or commit):
+- recorded (as above, for the sweep's record), and it says `trigger: sweep` with the sweep's note;
+- sweep-known: the sweep records no push whose event's change record was answered before that sweep
+  began (the ledger knew it: only a sweep that raced the event may record it a second time).
+
 Checked at quiescence (on every service that was not deleted, except `processed` and `settles`):
 - processed: every push delivered at least once was answered by some invocation;
 - settles: no deployment is queued, starting or in progress, and the service's slot holds no active or
@@ -38,8 +44,17 @@ Checked at quiescence (on every service that was not deleted, except `processed`
   and not an operation pushdeploy started (with the same exception);
 - live-matches: the image of the newest succeeded deployment (newest by its operation's start) is the
   image DescribeService shows, unless someone else's UpdateService succeeded after it;
+- swept: every push whose event was lost, that moved its tag onto its image, and whose tag ECR still
+  puts on that image, was decided: a sweep recorded it after it was pushed, or the event of a later push
+  of the same tag and digest was answered. A lost push whose tag has moved on to another image is no
+  longer in ECR to be found (a newer push of that tag took its place); one that put a tag on the image
+  it was already on changed nothing in ECR;
+- raced-once: a push recorded twice (its late event and a sweep that raced it) deployed on a rule from
+  one of the two records only, unless the first deployment never started an App Runner operation (it was
+  superseded while queued, say) or someone else's change succeeded on the service after it started;
 - newest: the newest succeeded deployment deploys the newest eligible artifact: newest by the rule's
-  order among the pushes for the rule that were answered and whose artifact did not fail or roll back
+  order among the pushes for the rule that were decided (answered, or recorded by a sweep: a push whose
+  event was lost counts from when the sweep found it) and whose artifact did not fail or roll back
   there (for semver: any artifact pushed under the newest eligible version). After a change someone
   else made, only pushes first delivered after it count, and a deployment at least as new as the newest
   of them passes too (a push already on its way may rightly win); nothing is expected when that change
@@ -51,11 +66,12 @@ Checked at quiescence (on every service that was not deleted, except `processed`
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pushdeploy.domain.sweep import FOUND_BY_SWEEP
 from tests.simulation.world import (
     RULES,
     START_GRACE_SECONDS,
@@ -98,6 +114,19 @@ class Push:
     # after a crashed attempt, before any invocation answered.
     expected_change_ids: list[str] = field(default_factory=list)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # change id -> first record read
+    lost: bool = False  # its event was lost at the source: only a sweep can find it
+    swept_id: str | None = None  # the change id a sweep gives it (one per tag, or branch, and artifact)
+    swept_at: datetime | None = None  # when a sweep's record of it was first seen
+
+    @property
+    def decided(self) -> bool:
+        """pushdeploy decided it: an invocation answered for its event, or a sweep recorded it."""
+        return self.change_ids is not None or self.swept_at is not None
+
+    @property
+    def known_at(self) -> datetime | None:
+        """When pushdeploy first heard of it: its first delivery, or the sweep that found it."""
+        return min((t for t in (self.first_delivered_at, self.swept_at) if t is not None), default=None)
 
 
 @dataclass
@@ -142,6 +171,7 @@ class Checker:
         self.deleted = deleted
         self.labels = labels  # artifact -> "#12" (for messages)
         self.by_change: dict[str, Push] = {}
+        self.swept: dict[str, dict[str, Any]] = {}  # a sweep's change id -> its record, as first read
 
     # --- after every step --------------------------------------------------------------------------
 
@@ -156,16 +186,21 @@ class Checker:
         return found
 
     def record_checks(
-        self, push: Push, read: Callable[[str], dict[str, Any] | None], created: dict[tuple[str, str], str]
+        self,
+        push: Push,
+        read: Callable[[str], dict[str, Any] | None],
+        created: dict[tuple[str, str], str],
+        change_ids: Sequence[str] | None = None,
     ) -> list[Violation]:
-        """The change records of one answered push: present, complete, unchanged, TTL as it should be.
-        `created` maps (change id, rule id) to the deployment the ledger holds for them."""
+        """The change records of one answered push (or `change_ids`, a sweep's record of it): present,
+        complete, unchanged, TTL as it should be. `created` maps (change id, rule id) to the deployment
+        the ledger holds for them."""
         found: list[Violation] = []
         watching = sorted(
             spec.rule_id for spec in RULES.values() if spec.watches(push.kind) and self._has(spec)
         )
         ids = set(created.values())
-        for change_id in push.change_ids or []:
+        for change_id in push.change_ids or [] if change_ids is None else change_ids:
             record = read(change_id)
             where = f"change {short(change_id)} of event {push.event_id[-6:]}"
             if record is None:
@@ -196,6 +231,32 @@ class Checker:
             if not deployed and record.get("expires_at") is None:
                 found.append(Violation("record-ttl", f"{where} deployed nothing but has no expires_at"))
             found += self.unchanged(push, change_id, record)
+        return found
+
+    def swept_record(
+        self, pushes: Sequence[Push], change_id: str, record: dict[str, Any], answered_before: Set[str]
+    ) -> list[Violation]:
+        """A sweep's record of `pushes` (those of its tag and artifact), seen for the first time after a
+        sweep that began when the pushes of `answered_before` (sweep change ids) had been answered."""
+        self.swept.setdefault(change_id, record)
+        push = pushes[0]
+        where = f"the sweep's change {short(change_id)} of {self._push_label(push)}"
+        found = []
+        if (record.get("trigger"), record.get("note")) != ("sweep", FOUND_BY_SWEEP):
+            found.append(
+                Violation(
+                    "recorded",
+                    f"{where} says trigger {record.get('trigger')!r}, note {record.get('note')!r}",
+                )
+            )
+        if change_id in answered_before:
+            events = ", ".join(p.event_id[-6:] for p in pushes if p.change_ids is not None)
+            found.append(
+                Violation(
+                    "sweep-known",
+                    f"{where} was recorded though the event {events} was answered before that sweep began",
+                )
+            )
         return found
 
     def unchanged(self, push: Push, change_id: str, record: dict[str, Any]) -> list[Violation]:
@@ -395,8 +456,12 @@ class Checker:
         snapshot: Snapshot,
         slots: dict[str, tuple[Any, Any]],
         outside: dict[str, list[dict[str, Any]]],
+        in_ecr: Set[tuple[str, str]] = frozenset(),
+        read: Callable[[str], dict[str, Any] | None] = lambda change_id: None,
     ) -> list[Violation]:
-        found = [
+        """`in_ecr`: (tag, digest) of every tagged image ECR holds; `read`: a change record by its id."""
+        found = self._swept_lost(in_ecr)
+        found += [
             Violation(
                 "processed", f"push event {push.event_id[-6:]} ({self._push_label(push)}) was never processed"
             )
@@ -417,6 +482,7 @@ class Checker:
             active, pending = slots[role]
             if active is not None or pending is not None:
                 found.append(Violation("settles", f"{role}: the slot is still held at quiescence"))
+            found += self._raced_once(role, deployments, view, snapshot.started_by, read)
             if role in self.deleted:
                 continue
             found += self._unclaimed(role, deployments, view, snapshot)
@@ -426,6 +492,80 @@ class Checker:
 
     def _push_label(self, push: Push) -> str:
         return f"{push.tag} {self.labels(push.artifact)}" if push.tag else self.labels(push.artifact)
+
+    def _swept_lost(self, in_ecr: Set[tuple[str, str]]) -> list[Violation]:
+        """swept: each lost push a rule takes that moved its tag onto its image, still there, was decided:
+        a sweep recorded it after it was pushed, or a later push of the same tag and digest was answered."""
+        images = [push for push in self.pushes.values() if push.kind == "image"]  # in the order pushed
+        first_pushed: dict[str, datetime] = {}
+        tag_was_on: dict[str | None, str] = {}  # tag -> the digest it was on before the push at hand
+        found = []
+        for index, push in enumerate(images):
+            first_pushed.setdefault(push.artifact, push.pushed_at)
+            moved = tag_was_on.get(push.tag) != push.artifact  # else ECR did not change
+            tag_was_on[push.tag] = push.artifact
+            if not push.lost or not moved or (push.tag or "", push.artifact) not in in_ecr:
+                continue
+            if not any(spec.matches(push.tag) for spec in RULES.values() if self._has(spec)):
+                continue
+            answered_later = any(
+                later.tag == push.tag and later.artifact == push.artifact and later.change_ids is not None
+                for later in images[index + 1 :]
+            )
+            if push.swept_at is not None or answered_later:
+                continue
+            pushed, image_at = push.pushed_at, first_pushed[push.artifact]
+            found.append(
+                Violation(
+                    "swept",
+                    f"{self._push_label(push)} (event {push.event_id[-6:]} lost, pushed {pushed:%H:%M:%S}, "
+                    f"its image first pushed {image_at:%H:%M:%S}) is in ECR, yet no sweep decided it",
+                )
+            )
+        return found
+
+    def _raced_once(
+        self,
+        role: str,
+        deployments: Sequence[Any],
+        view: ServiceView,
+        started_by: dict[str, str],
+        read: Callable[[str], dict[str, Any] | None],
+    ) -> list[Violation]:
+        """raced-once, on one service: the two records of a push (its event's, a sweep's) made one
+        deployment between them, unless the first never started or someone else's change came after it."""
+        rule = RULES[role].rule_id
+        by_id = {d.id: d for d in deployments}
+        found = []
+        for push in self.pushes.values():
+            swept = self.swept.get(push.swept_id or "")
+            if swept is None or push.swept_at is None or not push.change_ids:
+                continue  # a sweep's record from before the push is an earlier push's
+            for change_id in push.change_ids:
+                named = [
+                    _deployment_for(rule, r) for r in (swept, push.records.get(change_id) or read(change_id))
+                ]
+                pair = sorted((by_id[i] for i in named if i in by_id), key=lambda d: d.created_at)
+                if len(pair) == 2 and not self._may_deploy_again(pair[0], view, started_by):
+                    found.append(
+                        Violation(
+                            "raced-once",
+                            f"{role}: {self._push_label(push)} was deployed from both its event's record "
+                            f"and the sweep's ({short(pair[0].id)} {status_of(pair[0])}, then "
+                            f"{short(pair[1].id)} {status_of(pair[1])})",
+                        )
+                    )
+        return found
+
+    @staticmethod
+    def _may_deploy_again(first: Any, view: ServiceView, started_by: dict[str, str]) -> bool:
+        """Whether a second deployment of the artifact may follow `first`: it never started an operation,
+        or someone else's change succeeded on the service after its operation."""
+        by_id = {op.id: op for op in view.operations}
+        operation = by_id.get(getattr(first, "operation_id", None) or "")
+        if operation is None:
+            return True
+        return any(op.index > operation.index for op in _outside_successes(view, started_by))
 
     def _unclaimed(
         self, role: str, deployments: Sequence[Any], view: ServiceView, snapshot: Snapshot
@@ -534,7 +674,7 @@ class Checker:
                 return found
         # A deployment that pushdeploy learnt had failed only once the newest push had arrived may be why
         # that push was refused (older than it, in flight) or superseded.
-        delivered = newest.first_delivered_at or newest.pushed_at
+        delivered = newest.known_at or newest.pushed_at
         explained = any(
             status_of(d) in FAILED_DEPLOYMENTS
             and (getattr(d, "settled_at", None) is None or d.settled_at >= delivered)
@@ -565,16 +705,16 @@ class Checker:
             for push in self.pushes.values()
             if spec.watches(push.kind)
             and spec.matches(push.tag)
-            and push.change_ids is not None
+            and push.decided
             and push.artifact not in failed
-            and (since is None or (push.first_delivered_at is not None and push.first_delivered_at >= since))
+            and (since is None or (push.known_at is not None and push.known_at >= since))
         ]
         if not eligible:
             return set(), None
         if spec.kind == "semver":
             top = max(parse_version(push.tag or "") or (0, 0, 0) for push in eligible)
             newest = [push for push in eligible if parse_version(push.tag or "") == top]
-            first = min(newest, key=lambda p: p.first_delivered_at or p.pushed_at)
+            first = min(newest, key=lambda p: p.known_at or p.pushed_at)
             return {push.artifact for push in newest}, first
         if spec.kind == "code":
             push = max(eligible, key=lambda p: p.number)
@@ -604,6 +744,14 @@ def _outside_update_after(view: ServiceView, started_by: dict[str, str], index: 
 
 def _outside_success_between(view: ServiceView, started_by: dict[str, str], low: int, high: int) -> bool:
     return any(low < op.index < high for op in _outside_successes(view, started_by))
+
+
+def _deployment_for(rule: str, record: dict[str, Any] | None) -> str | None:
+    """The deployment a change record's decision for `rule` created (or names), if any."""
+    for decision in (record or {}).get("decisions") or []:
+        if decision.get("rule") == rule and decision.get("deployment"):
+            return str(decision["deployment"])
+    return None
 
 
 def _tail(image: str | None) -> str:

@@ -15,15 +15,16 @@ from dataclasses import dataclass, field, replace
 # rule (StartDeployment), a `release-*` glob rule (UpdateService by digest) and a CodeCommit branch rule.
 ROLES = ("semver", "latest", "glob", "code")
 IMAGE_ROLES = ("semver", "latest", "glob")
-# What an overlapping invocation, run inside another invocation's AWS call, is.
-OVERLAPS = ("reconcile", "operation_event", "same_event", "other_push")
+# What an overlapping invocation, run inside another invocation's AWS call, is: a sweep among them, so that
+# a sweep races a held-back push's late delivery (inside it, or with it inside the sweep) and other sweeps.
+OVERLAPS = ("reconcile", "operation_event", "same_event", "other_push", "sweep")
 APP_RUNNER_OPERATIONS = ("StartDeployment", "UpdateService", "ListOperations", "DescribeService")
 # The fate of one App Runner status event: delivered, lost, delivered twice, or held back and delivered late.
 FATES = ("deliver", "lose", "dup", "late")
 
 # Steps that invoke a handler, and so may carry a crash or an overlap.
 INVOKING = frozenset(
-    {"push", "code_push", "redeliver", "release", "retry", "reconcile", "app_events", "late_events"}
+    {"push", "code_push", "redeliver", "release", "retry", "reconcile", "app_events", "late_events", "sweep"}
 )
 
 
@@ -71,6 +72,7 @@ class Step:
     previous: int | None = None  # code_push: the commit the branch pointed at before
     event: int | None = None  # push, code_push: the EventBridge event id's number
     hold: bool = False  # push, code_push: delivered late (a later `release` step, or quiescence)
+    lose: bool = False  # push: the image is in ECR but its event is never delivered (only a sweep finds it)
     pick: int = 0  # redeliver, release, retry, late_events: which pending item, modulo their count
     seconds: int = 0  # advance
     count: int = 0  # throttle, error5xx, fail_next, lose_events
@@ -89,8 +91,8 @@ class Step:
     def _describe(self) -> str:
         kind = self.kind
         if kind == "push":
-            held = " (held back)" if self.hold else ""
-            return f"push web:{self.tag} digest #{self.digest} event {self.event}{held}"
+            fate = " (held back)" if self.hold else " (event lost)" if self.lose else ""
+            return f"push web:{self.tag} digest #{self.digest} event {self.event}{fate}"
         if kind == "code_push":
             held = " (held back)" if self.hold else ""
             return f"push commit #{self.commit} (previous #{self.previous}) event {self.event}{held}"
@@ -125,6 +127,7 @@ _WEIGHTS: dict[str, float] = {
     "release": 5,
     "retry": 6,
     "reconcile": 13,
+    "sweep": 4,  # the sweeper's schedule: a few times less often than the reconciler's
     "app_events": 15,
     "late_events": 3,
     "advance": 14,
@@ -238,21 +241,24 @@ class ScheduleGenerator:
     def _image_push(self) -> Step:
         rng = self.rng
         role = rng.choices(IMAGE_ROLES, (5, 3, 4))[0]
-        hold = rng.random() < 0.12
+        # The event's fate, from one draw: held back and delivered late (12%), lost at the source (5%).
+        fate = rng.random()
+        hold, lose = fate < 0.12, 0.12 <= fate < 0.17
         if role == "latest":
-            return Step("push", tag="latest", digest=self._digest(), event=self._event(), hold=hold)
+            return Step(
+                "push", tag="latest", digest=self._digest(), event=self._event(), hold=hold, lose=lose
+            )
         if role == "glob":
             if self.releases and rng.random() < 0.15:
                 number = rng.randint(1, self.releases)  # an old release tag pushed again: a new push
             else:
                 self.releases += 1
                 number = self.releases
-            return Step(
-                "push", tag=f"release-{number}", digest=self._digest(), event=self._event(), hold=hold
-            )
+            tag = f"release-{number}"
+            return Step("push", tag=tag, digest=self._digest(), event=self._event(), hold=hold, lose=lose)
         version, digest = self._version()
         tag = f"v{version[0]}.{version[1]}.{version[2]}"
-        return Step("push", tag=tag, digest=digest, event=self._event(), hold=hold)
+        return Step("push", tag=tag, digest=digest, event=self._event(), hold=hold, lose=lose)
 
     def _version(self) -> tuple[tuple[int, int, int], int]:
         rng = self.rng
