@@ -49,6 +49,8 @@ Checked at quiescence (on every service that was not deleted, except `processed`
   of the same tag and digest was answered. A lost push whose tag has moved on to another image is no
   longer in ECR to be found (a newer push of that tag took its place); one that put a tag on the image
   it was already on changed nothing in ECR;
+- recorded: every deployment a sweep made has its change's record (a sweep that stopped between the
+  two leaves it to the next sweep to record, as a Lambda retry does for a push's event);
 - raced-once: a push recorded twice (its late event and a sweep that raced it) deployed on a rule from
   one of the two records only, unless the first deployment never started an App Runner operation (it was
   superseded while queued, say) or someone else's change succeeded on the service after it started;
@@ -483,6 +485,7 @@ class Checker:
             if active is not None or pending is not None:
                 found.append(Violation("settles", f"{role}: the slot is still held at quiescence"))
             found += self._raced_once(role, deployments, view, snapshot.started_by, read)
+            found += self._swept_deployments_recorded(role, deployments, read)
             if role in self.deleted:
                 continue
             found += self._unclaimed(role, deployments, view, snapshot)
@@ -555,6 +558,29 @@ class Checker:
                             f"{short(pair[1].id)} {status_of(pair[1])})",
                         )
                     )
+        return found
+
+    def _swept_deployments_recorded(
+        self, role: str, deployments: Sequence[Any], read: Callable[[str], dict[str, Any] | None]
+    ) -> list[Violation]:
+        found = []
+        for deployment in deployments:
+            change_id = getattr(deployment, "change_id", None)
+            if (
+                getattr(deployment, "trigger", None) != "sweep"
+                or not change_id
+                or read(change_id) is not None
+            ):
+                continue
+            push = self.by_change.get(change_id)
+            what = f"{self._label(deployment)}, {status_of(deployment)}"
+            found.append(
+                Violation(
+                    "recorded",
+                    f"{role}: deployment {short(deployment.id)} ({what}) that a sweep made for "
+                    f"{self._push_label(push) if push else '?'} has no change record {short(change_id)}",
+                )
+            )
         return found
 
     @staticmethod
