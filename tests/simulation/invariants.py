@@ -44,8 +44,9 @@ Checked at quiescence (on every service that was not deleted, except `processed`
   and not an operation pushdeploy started (with the same exception);
 - live-matches: the image of the newest succeeded deployment (newest by its operation's start) is the
   image DescribeService shows, unless someone else's UpdateService succeeded after it;
-- swept: every push whose event was lost, that moved its tag onto its image, and whose tag ECR still
-  puts on that image, was decided: a sweep recorded it after it was pushed, or the event of a later push
+- swept: every push whose event was lost, that moved its tag onto its image (not a re-tag onto an image
+  ECR already held: ECR keeps an image's first push time), and whose tag ECR still puts on that image,
+  was decided: a sweep recorded it after it was pushed, or the event of a later push
   of the same tag and digest was answered. A lost push whose tag has moved on to another image is no
   longer in ECR to be found (a newer push of that tag took its place); one that put a tag on the image
   it was already on changed nothing in ECR;
@@ -508,6 +509,11 @@ class Checker:
             moved = tag_was_on.get(push.tag) != push.artifact  # else ECR did not change
             tag_was_on[push.tag] = push.artifact
             if not push.lost or not moved or (push.tag or "", push.artifact) not in in_ecr:
+                continue
+            if first_pushed[push.artifact] < push.pushed_at:
+                # A re-tag onto an image already in ECR: ECR keeps the image's first push time, so the
+                # sweep cannot tell it from the image's first push (README, "Never miss a push"); it
+                # follows only the tags `tag` rules name, and from its first look on (integration tests).
                 continue
             if not any(spec.matches(push.tag) for spec in RULES.values() if self._has(spec)):
                 continue
