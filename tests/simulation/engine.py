@@ -15,15 +15,16 @@ Lambda as modelled here:
 - A crashed reconciler run just ends; the next tick runs. So does a crashed sweep (the sweeper, on its
   own schedule): the next one looks again from the marks the crashed one did not move.
 - Every image push lands in ECR. Its event may be delivered, held back and delivered late, or lost at
-  the source (`lost_push`): then only a sweep can find it. Quiescence advances time past the sweep's
-  grace period and sweeps until a sweep has looked past the last image push.
+  the source (`lost_push`): then only a sweep can find it. Quiescence sweeps, advances time past the
+  sweep's grace period and sweeps again: a moved tag or branch head is looked up once a sweep has seen
+  it and the grace period has passed since.
 - Concurrency is an overlap: inside one invocation's AWS call (a hook point), another whole invocation
   runs first (a second reconciler run, an App Runner status event, the same push again, another push
   held back, or a sweep), as another Lambda container would: with its own controller, on the same AWS.
 
 Each step is checked once it has run; at the end of the schedule comes quiescence (no more faults,
-everything held back delivered, time advanced, swept past the last image push and the reconciler run
-until nothing is in flight) and the final checks. A violation is counted once per episode (invariant and
+everything held back delivered, time advanced, swept past the last push and the reconciler run until
+nothing is in flight) and the final checks. A violation is counted once per episode (invariant and
 detail).
 """
 
@@ -137,7 +138,8 @@ class Episode:
         self.answered_swept: set[str] = set()  # the sweep change ids of pushes whose events were answered
         self.swept_to_check: list[str] = []  # sweep records seen since the last check
         self.swept_through: datetime | None = None  # how far the last sweep that answered looked
-        self.last_image_push: datetime | None = None
+        self.pushed = False  # a push happened (image or commit)
+        self.looked_after_push: datetime | None = None  # the first sweep that answered after the last push
         self.violations: list[tuple[int, Violation]] = []
         self.seen: set[Violation] = set()
         self.quiescing = False
@@ -180,7 +182,7 @@ class Episode:
             assert step.event is not None
             world.advance(1)  # every push happens at its own second
             world.put_image(step.tag, step.digest)  # in ECR, whatever becomes of its event
-            self.last_image_push = world.now()
+            self.pushed, self.looked_after_push = True, None
             event = world.image_event(step.tag, step.digest, step.event)
             push = self._push(event, "image", step.tag, digest_of(step.digest), step.digest)
             self._send(push, event, step)
@@ -189,6 +191,7 @@ class Episode:
             assert step.event is not None
             world.advance(1)
             world.commit_pushed(step.commit)
+            self.pushed, self.looked_after_push = True, None
             event = world.commit_event(step.commit, step.previous, step.event)
             push = self._push(event, "commit", None, commit_of(step.commit), step.commit)
             self._send(push, event, step)
@@ -405,8 +408,11 @@ class Episode:
         start = len(self.hooks.change_puts)
         self.counts["sweeps"] += 1
         if self._invoke("sweeper", _SCHEDULED, fault) is not None:
-            looked = self.world.now() - timedelta(seconds=SWEEP_GRACE_SECONDS)
+            now = self.world.now()
+            looked = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
             self.swept_through = max(looked, self.swept_through or looked)
+            self.looked_after_push = self.looked_after_push or now
+            self.checker.first_look = self.checker.first_look or now
         for change_id in self.hooks.change_puts[start:]:
             if change_id not in self.by_swept or change_id in self.checker.swept:
                 continue
@@ -425,10 +431,13 @@ class Episode:
         self.swept_to_check.append(change_id)
 
     def _swept_past_pushes(self) -> bool:
-        """Whether a sweep that answered has looked past the last image push (past its grace period)."""
-        if self.last_image_push is None:
+        """Whether the sweep has done with the last push: a sweep saw it (a new image, or a tag or branch
+        head that moved, which counts from when a sweep first sees it) and a later one looked past the
+        grace period since."""
+        if not self.pushed:
             return True
-        return self.swept_through is not None and self.swept_through >= self.last_image_push
+        seen, through = self.looked_after_push, self.swept_through
+        return seen is not None and through is not None and through >= seen
 
     # --- checking ----------------------------------------------------------------------------------
 
@@ -503,7 +512,7 @@ class Episode:
 
     def _quiesce(self) -> None:
         """No more faults: deliver everything held back or waiting for a retry, then advance time, sweep
-        and reconcile until nothing is in flight and a sweep has looked past the last image push."""
+        and reconcile until nothing is in flight and the sweep has done with the last push."""
         self.quiescing = True
         for _ in range(_QUIESCENCE_ROUNDS):
             while self.held or self.retries or self.held_events:

@@ -44,12 +44,13 @@ Checked at quiescence (on every service that was not deleted, except `processed`
   and not an operation pushdeploy started (with the same exception);
 - live-matches: the image of the newest succeeded deployment (newest by its operation's start) is the
   image DescribeService shows, unless someone else's UpdateService succeeded after it;
-- swept: every push whose event was lost, that moved its tag onto its image (not a re-tag onto an image
-  ECR already held: ECR keeps an image's first push time), and whose tag ECR still puts on that image,
-  was decided: a sweep recorded it after it was pushed, or the event of a later push
-  of the same tag and digest was answered. A lost push whose tag has moved on to another image is no
-  longer in ECR to be found (a newer push of that tag took its place); one that put a tag on the image
-  it was already on changed nothing in ECR;
+- swept: every push whose event was lost, that moved its tag onto its image, and whose tag ECR still
+  puts on that image, was decided: a sweep recorded it after it was pushed, or the event of a later push
+  of the same tag and digest was answered. Not a re-tag onto an image ECR already held (ECR keeps an
+  image's first push time), unless a `tag` rule names the tag and the sweep had first looked at the
+  repository before it: the sweep follows those tags' moves, from its first look on (README). A lost
+  push whose tag has moved on to another image is no longer in ECR to be found (a newer push of that tag
+  took its place); one that put a tag on the image it was already on changed nothing in ECR;
 - recorded: every deployment a sweep made has its change's record (a sweep that stopped between the
   two leaves it to the next sweep to record, as a Lambda retry does for a push's event);
 - raced-once: a push recorded twice (its late event and a sweep that raced it) deployed on a rule from
@@ -175,6 +176,7 @@ class Checker:
         self.labels = labels  # artifact -> "#12" (for messages)
         self.by_change: dict[str, Push] = {}
         self.swept: dict[str, dict[str, Any]] = {}  # a sweep's change id -> its record, as first read
+        self.first_look: datetime | None = None  # when a sweep first recorded its marks
 
     # --- after every step --------------------------------------------------------------------------
 
@@ -510,7 +512,7 @@ class Checker:
             tag_was_on[push.tag] = push.artifact
             if not push.lost or not moved or (push.tag or "", push.artifact) not in in_ecr:
                 continue
-            if first_pushed[push.artifact] < push.pushed_at:
+            if first_pushed[push.artifact] < push.pushed_at and not self._tag_followed(push):
                 # A re-tag onto an image already in ECR: ECR keeps the image's first push time, so the
                 # sweep cannot tell it from the image's first push (README, "Never miss a push"); it
                 # follows only the tags `tag` rules name, and from its first look on (integration tests).
@@ -532,6 +534,13 @@ class Checker:
                 )
             )
         return found
+
+    def _tag_followed(self, push: Push) -> bool:
+        """Whether the sweep follows the push's tag (a `tag` rule names it) and had looked before it."""
+        named = any(
+            spec.kind == "tag" and spec.matches(push.tag) for spec in RULES.values() if self._has(spec)
+        )
+        return named and self.first_look is not None and push.pushed_at > self.first_look
 
     def _raced_once(
         self,
