@@ -19,7 +19,7 @@ def gated_service(local_cloud: LocalCloud, tmp_path: Path, name: str) -> str:
     rule = {
         "id": name,
         "service": service,
-        "image": {"repository": name, "tag": "latest"},
+        "image": {"repository": name, "tag_glob": "latest"},  # a scan gate needs a rule that pins the digest
         "gates": SCAN_GATE,
     }
     local_cloud.apply_rules(tmp_path, [rule])
