@@ -461,3 +461,15 @@ def test_resume_asks_the_gates_again_a_deployment_held_by_the_pause_does_not_sta
     cloud.advance(2 * 3600)
     cloud.reconcile()
     assert str(only(cloud, service).status) == "in_progress"
+
+
+def test_deployments_show_says_what_the_gates_were_told(cloud: Cloud, prod: str) -> None:
+    from pushdeploy.cli.deployments_cmd import render_details
+
+    cloud.push_image("v1.1.0", DIGESTS[0])
+    held = only(cloud, prod)
+    engine().gates.decide(held.id, approved=True, actor="alice", reason="CAB-42")
+    shown = render_details(only(cloud, prod), {})
+    assert "approval    approved by alice at " in shown
+    assert shown.rstrip().splitlines()[-1] != ""
+    assert ": CAB-42" in shown

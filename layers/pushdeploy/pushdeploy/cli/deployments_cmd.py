@@ -245,6 +245,7 @@ def render_details(deployment: Deployment, shown: dict[str, Any]) -> str:
         lines.append(f"actor       {d.actor}")
     if d.held_by:
         lines.append(f"held by     {', '.join(d.held_by)}")
+    lines.extend(_gate_fact_lines(d.gate_facts))
     if d.superseded_by:
         lines.append(f"replaced by {d.superseded_by}")
     lines.append("timeline")
@@ -255,6 +256,23 @@ def render_details(deployment: Deployment, shown: dict[str, Any]) -> str:
     for decision in decisions:
         lines.append(f"  {decision.get('rule')}: {decision.get('action')}: {decision.get('reason')}")
     return "\n".join(lines)
+
+
+def _gate_fact_lines(facts: dict[str, Any]) -> list[str]:
+    """What its gates were told: the scan's counts, who approved or rejected it and why."""
+    lines = []
+    scan = facts.get("scan")
+    if scan:
+        counts = (
+            ", ".join(f"{n} {s.lower()}" for s, n in sorted(scan.get("counts", {}).items())) or "no findings"
+        )
+        lines.append(f"scan        {scan.get('status')}: {counts} ({scan.get('at')})")
+    approval = facts.get("approval")
+    if approval:
+        verdict = "approved" if approval.get("approved") else "rejected"
+        why = f": {approval['reason']}" if approval.get("reason") else ""
+        lines.append(f"approval    {verdict} by {approval.get('by') or '-'} at {approval.get('at')}{why}")
+    return lines
 
 
 def _change_text(d: Deployment, change: Any) -> str:
