@@ -276,7 +276,7 @@ rules:
     code: {{provider: github, repository: acme/app, branch: main}}
     gates: {{scan: {{max: {{critical: 0}}}}}}
 """
-    with pytest.raises(RulesError, match="deploys a code service.s branch head"):
+    with pytest.raises(RulesError, match=r"deploys a code service.s branch head"):
         parse_rules_text(text)
 
 
