@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tests.simulation.schedule import Fault
@@ -50,6 +51,10 @@ class Hooks:
         # App Runner operation id -> "pushdeploy" (started inside a handler) or "outside" (anyone else).
         self.started_by: dict[str, str] = {}
         self.images: dict[str, str] = {}  # UpdateService operation id -> the ImageIdentifier it asked for
+        # (service ARN, when) of every StartDeployment or UpdateService call made inside a handler (or an
+        # operator's command), answered or not: the gate checks account for each. `clock` gives `when`.
+        self.deploy_calls: list[tuple[str, datetime]] = []
+        self.clock: Callable[[], datetime] | None = None
 
     # --- wiring ------------------------------------------------------------------------------------
 
@@ -133,6 +138,8 @@ class Hooks:
         if model.name == "UpdateService":
             repository = params.get("SourceConfiguration", {}).get("ImageRepository", {})
             context["pushdeploy_simulation_image"] = repository.get("ImageIdentifier")
+        if model.name in _DEPLOY_CALLS and self.frames and self.clock is not None:
+            self.deploy_calls.append((str(params.get("ServiceArn")), self.clock()))
 
     def _before_apprunner(self, **_: Any) -> None:
         self._point("before_apprunner")

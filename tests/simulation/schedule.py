@@ -4,12 +4,18 @@
 A step names what it acts on by role ("semver", "latest", "glob", "code") or by a number ("pick") that is
 taken modulo whatever is pending when the step runs, so any sub-list of a schedule is still a valid
 schedule: that is what lets a failing schedule be shrunk by removing steps.
+
+An episode with gates (`gating`) also draws its gate steps: an image's scan ends (`scan`), an operator
+approves or rejects a held deployment (`decide`), time moves to the next window or freeze edge
+(`gate_time`); an episode without them draws exactly the schedule it drew before gates existed.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+
+from tests.simulation.gating import NO_GATES, Gating
 
 # The services of an episode, by role: a semver rule (UpdateService by digest), an exact `latest` tag
 # rule (StartDeployment), a `release-*` glob rule (UpdateService by digest) and a CodeCommit branch rule.
@@ -18,14 +24,32 @@ IMAGE_ROLES = ("semver", "latest", "glob")
 # What an overlapping invocation, run inside another invocation's AWS call, is: a sweep among them, so that
 # a sweep races a held-back push's late delivery (inside it, or with it inside the sweep) and other sweeps.
 OVERLAPS = ("reconcile", "operation_event", "same_event", "other_push", "sweep")
+# With approval gates, an operator's approval may also come inside another invocation's call.
+GATED_OVERLAPS = (*OVERLAPS, "decide")
 APP_RUNNER_OPERATIONS = ("StartDeployment", "UpdateService", "ListOperations", "DescribeService")
 # The fate of one App Runner status event: delivered, lost, delivered twice, or held back and delivered late.
 FATES = ("deliver", "lose", "dup", "late")
 
 # Steps that invoke a handler, and so may carry a crash or an overlap.
 INVOKING = frozenset(
-    {"push", "code_push", "redeliver", "release", "retry", "reconcile", "app_events", "late_events", "sweep"}
+    {
+        "push",
+        "code_push",
+        "redeliver",
+        "release",
+        "retry",
+        "reconcile",
+        "app_events",
+        "late_events",
+        "sweep",
+        "scan",
+        "decide",
+    }
 )
+GATE_STEPS = frozenset({"scan", "decide", "gate_time"})
+# A scan's findings within the gates' limits (at most 0 critical, 1 high) and over them.
+CLEAN_SCANS: tuple[tuple[tuple[str, int], ...], ...] = ((), (("HIGH", 1), ("MEDIUM", 3)), (("LOW", 7),))
+DIRTY_SCANS: tuple[tuple[tuple[str, int], ...], ...] = ((("CRITICAL", 1),), (("HIGH", 2), ("LOW", 1)))
 
 
 def digest_of(number: int) -> str:
@@ -80,6 +104,9 @@ class Step:
     role: str | None = None  # fail_next, lose_events, manual_update, manual_start, delete
     fates: tuple[str, ...] = ()  # app_events: the first events' fates; the rest are delivered
     hotfix: int = 0  # manual_update: the tag `hotfix-N` someone deploys by hand
+    status: str | None = None  # scan: COMPLETE (basic), ACTIVE (enhanced, Inspector's event) or FAILED
+    counts: tuple[tuple[str, int], ...] = ()  # scan: the findings by severity
+    approve: bool = False  # decide: approve (else reject)
     fault: Fault | None = field(default=None)
 
     def describe(self) -> str:
@@ -114,6 +141,18 @@ class Step:
             return f"someone deletes {self.role}"
         if kind == "vanish":
             return f"{self.role}, deleted, is gone (ResourceNotFound)"
+        return self._describe_gate_step()
+
+    def _describe_gate_step(self) -> str:
+        kind = self.kind
+        if kind == "scan":
+            fate = " (event held back)" if self.hold else " (event lost)" if self.lose else ""
+            found = ",".join(f"{severity}={count}" for severity, count in self.counts) or "nothing"
+            return f"scan of a recent digest pick={self.pick} ends {self.status} finding {found}{fate}"
+        if kind == "decide":
+            return f"operator {'approves' if self.approve else 'rejects'} a held deployment pick={self.pick}"
+        if kind == "gate_time":
+            return f"time moves to the next window or freeze edge {self.seconds:+d}s"
         return kind
 
     def without_fault(self) -> Step:
@@ -139,6 +178,11 @@ _WEIGHTS: dict[str, float] = {
     "manual_start": 1.2,
     "delete": 0.25,
     "vanish": 1.5,  # only after a delete: the deleted service is gone (ResourceNotFound from then on)
+    # Gate steps, drawn only in an episode with the gates they act on (see `_weights`): last, so an
+    # episode without gates draws as it did before they existed.
+    "scan": 0,
+    "decide": 0,
+    "gate_time": 0,
 }
 
 
@@ -146,9 +190,11 @@ class ScheduleGenerator:
     """Draws one episode's schedule. Versions, tags and commits mostly move forward, as real pushes do,
     with older ones, re-pushes, re-tags and rebuilds mixed in."""
 
-    def __init__(self, rng: random.Random, roles: tuple[str, ...]) -> None:
+    def __init__(self, rng: random.Random, roles: tuple[str, ...], gating: Gating = NO_GATES) -> None:
         self.rng = rng
         self.roles = roles
+        self.gating = gating
+        self.role_digests: dict[str, list[int]] = {}  # the digests pushed under each role's tags
         self.digests = 0
         self.events = 0
         self.versions: list[tuple[int, int, int]] = []
@@ -160,8 +206,9 @@ class ScheduleGenerator:
         self.vanished = False
 
     def schedule(self, steps: int) -> list[Step]:
-        kinds = [kind for kind in _WEIGHTS if kind != "code_push" or "code" in self.roles]
-        weights = [_WEIGHTS[kind] for kind in kinds]
+        table = self._weights()
+        kinds = [kind for kind in table if kind != "code_push" or "code" in self.roles]
+        weights = [table[kind] for kind in kinds]
         drawn: list[Step] = []
         for index in range(steps):
             kind = self.rng.choices(kinds, weights)[0]
@@ -172,6 +219,17 @@ class ScheduleGenerator:
                 kind = self.rng.choices(kinds, weights)[0]
             drawn.append(self._step(kind))
         return drawn
+
+    def _weights(self) -> dict[str, float]:
+        """Scans as often as a third of the pushes (so some digests are never scanned), decisions a few
+        times less often than reconciler ticks, a move to a gate edge now and then."""
+        gating = self.gating
+        return {
+            **_WEIGHTS,
+            "scan": 8 if gating.has("scan") else 0,
+            "decide": (6 if gating.has("approval") else 2) if gating.any else 0,
+            "gate_time": 3 if gating.has("time") else 0,
+        }
 
     # --- one step ----------------------------------------------------------------------------------
 
@@ -204,6 +262,8 @@ class ScheduleGenerator:
         elif kind == "vanish":
             self.vanished = True
             step = Step(kind, role=self.deleted)
+        elif kind in GATE_STEPS:
+            step = self._gate_step(kind)
         else:
             step = Step(kind)
         if kind in INVOKING:
@@ -219,10 +279,58 @@ class ScheduleGenerator:
             crash_at = rng.randrange(24 if crash_in == "dynamodb" else 8)
         overlap_at, overlap = None, None
         if rng.random() < 0.15:
-            overlap_at, overlap = rng.randrange(16), rng.choice(OVERLAPS)
+            overlaps = GATED_OVERLAPS if self.gating.has("approval") else OVERLAPS
+            overlap_at, overlap = rng.randrange(16), rng.choice(overlaps)
         if crash_at is None and overlap_at is None:
             return None
         return Fault(crash_at, crash_in, overlap_at, overlap)
+
+    def _gate_step(self, kind: str) -> Step:
+        rng = self.rng
+        if kind == "scan":
+            return self._scan()
+        if kind == "decide":
+            return Step(kind, pick=rng.randrange(1000), approve=rng.random() < 0.75)
+        # Just before an edge, on it, or a little after it.
+        return Step(kind, seconds=rng.choice((-1, 0, 0, 1, 5, 30)))
+
+    def _scan(self) -> Step:
+        """A scan ends: mostly within the limits, sometimes over them, sometimes FAILED (no findings);
+        a quarter by enhanced scanning (Inspector's event). Its event may be held back or lost (then
+        only the reconciler's look at ECR finds it)."""
+        rng = self.rng
+        roll = rng.random()
+        counts: tuple[tuple[str, int], ...] = ()
+        if roll < 0.12:
+            status = "FAILED"
+        else:
+            counts = rng.choice(CLEAN_SCANS if roll < 0.8 else DIRTY_SCANS)
+            status = "ACTIVE" if rng.random() < 0.25 else "COMPLETE"
+        fate = rng.random()
+        return Step(
+            "scan",
+            pick=rng.randrange(1000),
+            status=status,
+            counts=counts,
+            event=self._event(),
+            hold=fate < 0.12,
+            lose=0.12 <= fate < 0.2,
+        )
+
+    def _promoted(self, role: str) -> int | None:
+        """A digest of the rule this role's rule is promoted from, half the time: promotion needs the
+        same image under both rules' tags."""
+        promotion = self.gating.promotion
+        if promotion is None or promotion[1] != role or not self.role_digests.get(promotion[0]):
+            return None
+        if self.rng.random() < 0.5:
+            return self.rng.choice(self.role_digests[promotion[0]][-4:])
+        return None
+
+    def _pushed(self, role: str, step: Step) -> Step:
+        assert step.digest is not None
+        self.role_digests.setdefault(role, []).append(step.digest)
+        return step
 
     def _new_digest(self) -> int:
         self.digests += 1
@@ -255,10 +363,15 @@ class ScheduleGenerator:
                 self.releases += 1
                 number = self.releases
             tag = f"release-{number}"
-            return Step("push", tag=tag, digest=self._digest(), event=self._event(), hold=hold, lose=lose)
+            digest = self._promoted("glob") or self._digest()
+            return self._pushed(
+                "glob", Step("push", tag=tag, digest=digest, event=self._event(), hold=hold, lose=lose)
+            )
         version, digest = self._version()
         tag = f"v{version[0]}.{version[1]}.{version[2]}"
-        return Step("push", tag=tag, digest=digest, event=self._event(), hold=hold, lose=lose)
+        return self._pushed(
+            "semver", Step("push", tag=tag, digest=digest, event=self._event(), hold=hold, lose=lose)
+        )
 
     def _version(self) -> tuple[tuple[int, int, int], int]:
         rng = self.rng
@@ -275,7 +388,7 @@ class ScheduleGenerator:
         version = (1, newest[1], newest[2] + 1) if roll < 0.75 else (1, newest[1] + 1, 0)
         if version[1] > 9:  # stay inside the rule's range (>=1.0.0,<2.0.0)
             version = (1, 9, newest[2] + 1)
-        digest = self._digest()
+        digest = self._promoted("semver") or self._digest()
         self.versions.append(version)
         self.version_digests[version] = digest
         return version, digest
@@ -289,5 +402,5 @@ class ScheduleGenerator:
         return Step("code_push", commit=self.commits, previous=previous, event=self._event(), hold=hold)
 
 
-def generate(seed: int | str, steps: int, roles: tuple[str, ...]) -> list[Step]:
-    return ScheduleGenerator(random.Random(seed), roles).schedule(steps)
+def generate(seed: int | str, steps: int, roles: tuple[str, ...], gating: Gating = NO_GATES) -> list[Step]:
+    return ScheduleGenerator(random.Random(seed), roles, gating).schedule(steps)

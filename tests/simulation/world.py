@@ -10,6 +10,11 @@ The sources the sweep reads: every image push lands in moto's ECR (repository `w
 tag and digest) whether or not its event is delivered; CodeCommit's branch head, which moto cannot answer
 (it has no GetBranch), is answered from the world's own record of the last commit pushed.
 
+Gates: the rules of the roles the episode's `Gating` names carry its gates, their windows and freezes
+placed relative to the episode's origin (the first whole minute once the services exist). A scan ends by
+`record_scan` (what ECR's DescribeImageScanFindings answers from then on); its event, basic scanning's or
+Inspector's, is the engine's to deliver.
+
 Determinism: the controller's clock, the simulator's clock and ECR's push times are one fake clock (BASE
 plus the time the simulation advanced), and the simulator's identifiers (service ids, operation ids, event
 ids) come from a seeded generator, so the same schedule replays the same run. Speed: moto's DynamoDB is
@@ -44,6 +49,7 @@ from moto.ecr import models as moto_ecr
 from pushdeploy import runtime
 from pushdeploy.local import apprunner_sim, apprunner_sim_events, inprocess
 from pushdeploy.local.pushes import MANIFEST_MEDIA_TYPE
+from pushdeploy.local.scanning import ScanError
 from pushdeploy.local.template import load_template
 from tests.integration.harness import (
     ACCOUNT,
@@ -56,6 +62,7 @@ from tests.integration.harness import (
     silence_notifications,
 )
 from tests.simulation import fast_moto
+from tests.simulation.gating import NO_GATES, GateLog, Gating, ScanRecord, origin_of, rules_file_gates
 from tests.simulation.schedule import commit_of, digest_of, event_id_of
 
 BASE = datetime(2026, 11, 26, 8, 0, 0, tzinfo=UTC)
@@ -171,9 +178,11 @@ _cached_template = functools.cache(load_template)
 class World:
     """The cloud of one episode. Use as a context manager: everything is undone on exit."""
 
-    def __init__(self, uuid_seed: str, roles: tuple[str, ...]) -> None:
+    def __init__(self, uuid_seed: str, roles: tuple[str, ...], gating: Gating = NO_GATES) -> None:
         self.uuid_seed = uuid_seed
         self.roles = roles
+        self.gating = gating
+        self.gate_log: GateLog  # made once the services exist: its origin is the episode's
         self.services: dict[str, str] = {}
         self.vanished: set[str] = set()  # deleted services App Runner no longer knows
         self.branch_head: int | None = None  # the commit `main` points to (None: no push yet)
@@ -264,6 +273,12 @@ class World:
                 body = {"image": {"repository": "web", **selector.get(role, {"tag_glob": "release-*"})}}
             self.services[role] = arn
             rules.append({"id": spec.rule_id, "service": arn, **body})
+        self.gate_log = GateLog(origin_of(self.now()))
+        rule_ids = {role: RULES[role].rule_id for role in self.roles}
+        for role, rule in zip(self.roles, rules, strict=True):
+            gates = self.gating.of(role)
+            if gates is not None:
+                rule["gates"] = rules_file_gates(gates, self.gate_log.origin, rule_ids)
         cloud.apply_rules(rules)
         self._stamp_rules()
         cloud.sim.calls.clear()
@@ -306,6 +321,29 @@ class World:
         for image in repository.images:
             if image.get_image_digest() == digest_of(number):
                 image.image_pushed_at = first
+
+    def record_scan(self, digest: int, status: str, counts: tuple[tuple[str, int], ...]) -> bool:
+        """The image's scan ends: ECR answers it from now on. False when ECR no longer holds the image
+        (moto drops an image whose last tag moved on: there is nothing to scan)."""
+        try:
+            self.cloud.record_scan(digest_of(digest), dict(counts), IMAGE_REPOSITORY, status)
+        except ScanError:
+            return False
+        record = ScanRecord(self.now(), status, counts)
+        self.gate_log.scans.setdefault(digest_of(digest), []).append(record)
+        return True
+
+    def scan_event(
+        self, digest: int, status: str, counts: tuple[tuple[str, int], ...], event: int
+    ) -> dict[str, Any]:
+        """The scan's event: Inspector's for enhanced scanning (ACTIVE), else ECR's `ECR Image Scan`; its
+        id from the schedule's numbering, apart from every push's."""
+        cloud = self.cloud
+        if status == "ACTIVE":
+            built = cloud.inspector_scan_event(digest_of(digest), dict(counts), IMAGE_REPOSITORY)
+        else:
+            built = cloud.ecr_scan_event(digest_of(digest), dict(counts), IMAGE_REPOSITORY, status)
+        return {**built, "id": event_id_of(event)}
 
     def ecr_images(self) -> set[tuple[str, str]]:
         """(tag, digest) of every tagged image ECR holds now."""
