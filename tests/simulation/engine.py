@@ -22,6 +22,10 @@ Lambda as modelled here:
   runs first (a second reconciler run, an App Runner status event, the same push again, another push
   held back, or a sweep), as another Lambda container would: with its own controller, on the same AWS.
 
+Gates (DESIGN 4.7): an episode's plan draws the gates of some of its rules (`gating`), always leaving
+one rule ungated; `gate_steps` runs the steps that open and close them (scans, operators' approvals and
+rejections, time across window and freeze edges), and quiescence ends every hold that can end.
+
 Each step is checked once it has run; at the end of the schedule comes quiescence (no more faults,
 everything held back delivered, time advanced, swept past the last push and the reconciler run until
 nothing is in flight) and the final checks. A violation is counted once per episode (invariant and
@@ -46,9 +50,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pushdeploy.domain import deployments as pushdeploy_deployments
 from pushdeploy.domain.changes import Change
 from tests.integration.harness import ACCOUNT, REGION
+from tests.simulation.gate_invariants import GateChecker
+from tests.simulation.gate_steps import GateSteps
+from tests.simulation.gating import NO_GATES, Gating, plan_gating
 from tests.simulation.hooks import Hooks, SimulatedCrash
 from tests.simulation.invariants import IN_FLIGHT, Checker, Push, Snapshot, Violation
-from tests.simulation.schedule import IMAGE_ROLES, ROLES, Fault, Step, commit_of, digest_of, generate
+from tests.simulation.schedule import (
+    GATE_STEPS,
+    IMAGE_ROLES,
+    ROLES,
+    Fault,
+    Step,
+    commit_of,
+    digest_of,
+    generate,
+)
 from tests.simulation.world import (
     CODE_REPOSITORY,
     IDEMPOTENCY_TABLE,
@@ -117,17 +133,23 @@ class Episode:
     """One schedule on one fresh cloud."""
 
     def __init__(
-        self, schedule: list[Step], roles: tuple[str, ...], uuid_seed: str, stop_on: str | None = None
+        self,
+        schedule: list[Step],
+        roles: tuple[str, ...],
+        uuid_seed: str,
+        stop_on: str | None = None,
+        gating: Gating = NO_GATES,
     ) -> None:
         self.schedule = schedule
         self.roles = roles
         self.uuid_seed = uuid_seed
+        self.gating = gating
         self.stop_on = stop_on  # shrinking: stop at the first violation of this invariant
         self.counts: Counter[str] = Counter()
         self.handler_errors: Counter[str] = Counter()
         self.pushes: dict[str, Push] = {}
         self.deleted: set[str] = set()
-        self.held: list[Delivery] = []  # push events held back, delivered late
+        self.held: list[Delivery] = []  # push and scan events held back, delivered late
         self.retries: list[Delivery] = []  # failed attempts Lambda will retry
         self.held_events: list[dict[str, Any]] = []  # App Runner status events delivered late
         self.sent: dict[str, Delivery] = {}  # push events delivered at least once (for redelivery)
@@ -151,15 +173,18 @@ class Episode:
 
     def run(self) -> EpisodeResult:
         executed = 0
-        with World(self.uuid_seed, self.roles) as world:
+        with World(self.uuid_seed, self.roles, self.gating) as world:
             self.world = world
             self.cloud = world.cloud
             self.hooks = Hooks(LEDGER_TABLE, self.counts)
+            self.hooks.clock = world.now
             clients = handler_clients(world.cloud)
             self.hooks.attach_dynamodb(clients.dynamodb)
             self.hooks.attach_apprunner(clients.apprunner)
             self.hooks.on_overlap = self._overlap
             self.checker = Checker(self.roles, self.pushes, self.deleted, _label, world.moment)
+            self.checker.gates = self._gate_checker() if self.gating.any else None
+            self.gate_steps = GateSteps(self)
             for index, step in enumerate(self.schedule):
                 self._execute(step)
                 executed += 1
@@ -170,6 +195,20 @@ class Episode:
                 self._quiesce()
             trace = [name for name, _ in self.cloud.sim.calls]
         return EpisodeResult(executed, self.violations, self.counts, self.handler_errors, trace)
+
+    def _gate_checker(self) -> GateChecker:
+        checker, world = self.checker, self.world
+        return GateChecker(
+            self.gating,
+            world.gate_log,
+            world.services,
+            self.hooks.deploy_calls,
+            lambda role, snapshot: checker._deploy_operations(
+                snapshot.deployments.get(role, []), snapshot.services[role], snapshot
+            ),
+            world.moment,
+            checker._label,
+        )
 
     def _stopped(self) -> bool:
         return self.stop_on is not None and any(v.invariant == self.stop_on for _, v in self.violations)
@@ -241,6 +280,8 @@ class Episode:
             assert step.role is not None
             if step.role in self.deleted and world.vanish(step.role):
                 self.counts["vanished_service"] += 1
+        elif kind in GATE_STEPS:
+            self.gate_steps.execute(step)
         else:
             raise ValueError(f"unknown step kind {kind!r}")
 
@@ -398,6 +439,8 @@ class Episode:
                 self._deliver(Delivery("operation_changed", self.cloud.apprunner_events.pop(0)), None)
             elif kind == "sweep":
                 self._sweep(None)
+            elif kind == "decide":
+                self.gate_steps.decide_first()
             else:
                 self._invoke("reconciler", _SCHEDULED, None)
 
@@ -515,6 +558,7 @@ class Episode:
         and reconcile until nothing is in flight and the sweep has done with the last push."""
         self.quiescing = True
         for _ in range(_QUIESCENCE_ROUNDS):
+            self.gate_steps.end_holds()
             while self.held or self.retries or self.held_events:
                 if self.held:
                     self._deliver(self.held.pop(0), None)
@@ -534,9 +578,10 @@ class Episode:
                 for d in deployments
             )
             pending = self.held or self.retries or self.held_events or self.cloud.apprunner_events
-            if not busy and not pending and self._swept_past_pushes():
+            holds = self.gating.any and self.gate_steps.holds_pending()
+            if not busy and not pending and not holds and self._swept_past_pushes():
                 break
-            self.world.advance(START_GRACE_SECONDS + 10)
+            self.world.advance(self.gate_steps.quiet_advance(START_GRACE_SECONDS + 10))
         for push in self.pushes.values():
             if push.change_ids is not None:
                 self.to_check.append(push)
@@ -612,8 +657,17 @@ class EpisodePlan:
     def uuid_seed(self) -> str:
         return f"uuid-{self.seed}"
 
+    @property
+    def gating(self) -> Gating:
+        """The episode's gates, drawn from its own seed (so the plan's draws are those it had before)."""
+        return plan_gating(random.Random(f"gates-{self.seed}"), self.roles)
+
     def schedule(self) -> list[Step]:
-        return generate(self.seed, self.steps, self.roles)
+        return generate(self.seed, self.steps, self.roles, self.gating)
+
+    def episode(self, schedule: list[Step] | None = None, stop_on: str | None = None) -> Episode:
+        steps = self.schedule() if schedule is None else schedule
+        return Episode(steps, self.roles, self.uuid_seed, stop_on, self.gating)
 
 
 def plan_episodes(seed: int, steps: int, episode_steps: int) -> list[EpisodePlan]:
@@ -696,6 +750,7 @@ def _failure_lines(failure: Failure) -> list[str]:
     lines = [
         f"{what}: {len(schedule)} steps (from {plan.steps}; {failure.replays} replays), "
         f"episode {plan.number} (seed {plan.seed}, services {','.join(plan.roles)})",
+        f"  gates: {plan.gating.describe()}",
         f"  it shows: {violation}",
     ]
     lines.extend(f"  {number:3d}. {step.describe()}" for number, step in enumerate(schedule, 1))
@@ -717,7 +772,7 @@ def run_simulation(
     report = Report(seed)
     started = time.perf_counter()
     for plan in plan_episodes(seed, steps, episode_steps):
-        result = Episode(plan.schedule(), plan.roles, plan.uuid_seed).run()
+        result = plan.episode().run()
         report.steps += result.steps
         report.episodes += 1
         report.counts.update(result.counts)
@@ -748,7 +803,7 @@ def _fails(failure: Failure, schedule: list[Step]) -> int | None:
     quiescence), or None."""
     failure.replays += 1
     plan = failure.plan
-    result = Episode(schedule, plan.roles, plan.uuid_seed, stop_on=failure.violation.invariant).run()
+    result = plan.episode(schedule, stop_on=failure.violation.invariant).run()
     for step, violation in result.violations:
         if violation.invariant == failure.violation.invariant:
             failure.shrunk_violation = violation

@@ -64,7 +64,12 @@ Checked at quiescence (on every service that was not deleted, except `processed`
   of them passes too (a push already on its way may rightly win); nothing is expected when that change
   came after the newest succeeded deployment. Excused when the ledger recorded a deployment on the
   service as failed or rolled back at or after that newest push was first delivered (the failure may be
-  why it was refused or superseded).
+  why it was refused or superseded). On a gated rule, a push counts only if its deployment passed its
+  gates (gate_invariants.py: a pushed artifact that a gate rejected, or that is still held, is not
+  expected live).
+
+On gated rules, gate_invariants.py checks gate-closed-start and rejected-never-deploys after every step,
+and held-ends at quiescence.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pushdeploy.domain.sweep import FOUND_BY_SWEEP
 from tests.simulation.world import (
@@ -84,6 +89,9 @@ from tests.simulation.world import (
     ServiceView,
     parse_version,
 )
+
+if TYPE_CHECKING:
+    from tests.simulation.gate_invariants import GateChecker
 
 IN_FLIGHT = frozenset({"queued", "starting", "in_progress"})
 ACTIVE = frozenset({"starting", "in_progress"})
@@ -177,6 +185,7 @@ class Checker:
         self.by_change: dict[str, Push] = {}
         self.swept: dict[str, dict[str, Any]] = {}  # a sweep's change id -> its record, as first read
         self.first_look: datetime | None = None  # when a sweep first recorded its marks
+        self.gates: GateChecker | None = None  # the gated rules' checks, in an episode with gates
 
     # --- after every step --------------------------------------------------------------------------
 
@@ -188,6 +197,8 @@ class Checker:
             found += self._own_operations(role, deployments, view, snapshot.started_by)
             found += self._deployed_once(role, deployments, view, snapshot)
             found += self._order(role, deployments, view, snapshot.started_by)
+        if self.gates is not None:
+            found += self.gates.step_checks(snapshot)
         return found
 
     def record_checks(
@@ -494,6 +505,8 @@ class Checker:
             found += self._unclaimed(role, deployments, view, snapshot)
             found += self._outside_records(role, outside.get(role, []), deployments, view, snapshot)
             found += self._live_and_newest(role, deployments, view, snapshot.started_by)
+        if self.gates is not None:
+            found += self.gates.final_checks(snapshot, in_ecr, self.deleted)
         return found
 
     def _push_label(self, push: Push) -> str:
@@ -560,9 +573,10 @@ class Checker:
             if swept is None or push.swept_at is None or not push.change_ids:
                 continue  # a sweep's record from before the push is an earlier push's
             for change_id in push.change_ids:
-                named = [
+                # A set: on a gated rule both records may name the one deployment held for the push.
+                named = {
                     _deployment_for(rule, r) for r in (swept, push.records.get(change_id) or read(change_id))
-                ]
+                }
                 pair = sorted((by_id[i] for i in named if i in by_id), key=lambda d: d.created_at)
                 if len(pair) == 2 and not self._may_deploy_again(pair[0], view, started_by):
                     found.append(
@@ -749,6 +763,7 @@ class Checker:
             and push.decided
             and push.artifact not in failed
             and (since is None or (push.known_at is not None and push.known_at >= since))
+            and self._past_gates(spec, push, deployments)
         ]
         if not eligible:
             return set(), None
@@ -762,6 +777,17 @@ class Checker:
             return {push.artifact}, push
         push = max(eligible, key=lambda p: (p.pushed_at, p.artifact))
         return {push.artifact}, push
+
+    def _past_gates(self, spec: RuleSpec, push: Push, deployments: Sequence[Any]) -> bool:
+        """On a gated rule, whether the push's deployment passed its gates (its event's records and the
+        sweep's); always on an ungated one."""
+        if self.gates is None:
+            return True
+        records = list(push.records.values())
+        swept = self.swept.get(push.swept_id or "") if push.swept_at is not None else None
+        if swept is not None:
+            records.append(swept)
+        return self.gates.passes(spec.role, records, deployments)
 
 
 def _outside_successes(view: ServiceView, started_by: dict[str, str]) -> list[OperationView]:

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from tests.simulation import fast_moto
-from tests.simulation.engine import Episode, plan_episodes, run_simulation
+from tests.simulation.engine import plan_episodes, run_simulation
 
 SEED = 20261126
 STEPS = 10_000
@@ -32,7 +32,7 @@ def test_no_invariant_is_violated_over_ten_thousand_steps() -> None:
 def test_a_schedule_replays_identically() -> None:
     """Shrinking depends on it: the same schedule makes the same App Runner calls and finds the same."""
     (plan,) = plan_episodes(7, 120, 120)
-    runs = [Episode(plan.schedule(), plan.roles, plan.uuid_seed).run() for _ in range(2)]
+    runs = [plan.episode().run() for _ in range(2)]
     assert runs[0].trace == runs[1].trace
     assert runs[0].counts == runs[1].counts
     assert runs[0].violations == runs[1].violations
