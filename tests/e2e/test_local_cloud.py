@@ -209,7 +209,15 @@ def test_the_state_file_describes_the_local_cloud(local_cloud: LocalCloud) -> No
     state = local_cloud.state
     assert state["region"] == REGION
     assert state["account"] == ACCOUNT
-    assert set(state["endpoints"]) == {"apprunner", "dynamodb", "ecr", "events", "sqs", "secretsmanager"}
+    assert set(state["endpoints"]) == {
+        "apprunner",
+        "dynamodb",
+        "ecr",
+        "events",
+        "sqs",
+        "secretsmanager",
+        "sts",
+    }
     assert set(state["outputs"]) == set(TEMPLATE["Outputs"])
     assert state["pids"]["local"] == local_cloud.process.pid
     assert any(line.startswith("ready") for line in local_cloud.output)
