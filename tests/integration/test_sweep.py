@@ -365,3 +365,27 @@ def retag(digest: str, tag: str, repository: str = "web") -> None:
         imageTag=tag,
         imageDigest=digest,
     )
+
+
+def test_a_sweep_that_died_before_recording_its_push_is_finished_by_the_next_even_after_the_late_event(
+    cloud: Cloud, staging: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pushdeploy.adapters.ledger import Ledger
+
+    digest = put_image("latest")
+    real_record = Ledger.record_change
+
+    def dies(self: Ledger, change_id: str, attributes: Any, expires_at: Any) -> bool:
+        raise RuntimeError("the sweeper's Lambda timed out here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Ledger, "record_change", dies)
+        assert sweep(cloud)["failed"] == ["ecr 111122223333/us-east-1/web"]  # deployed, not recorded
+    assert Ledger.record_change is real_record
+    (deployment,) = cloud.deployments(staging)
+    cloud.push_image("latest", digest)  # the late event: recorded, deploys nothing more
+    sweep(cloud)
+    records = {r["change_id"]: r for r in change_records(cloud, digest)}
+    assert deployment.change_id in records  # the sweep's own change is recorded after all
+    assert records[deployment.change_id]["trigger"] == "sweep"
+    assert len(cloud.deployments(staging)) == 1

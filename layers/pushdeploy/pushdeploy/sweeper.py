@@ -162,10 +162,15 @@ class Sweeper:
         return Mark(max(until, kept.until) if kept else until, heads)
 
     def _unless_known(self, change: Change, report: SweepReport) -> None:
-        """Decide the push unless the ledger has a change for it already (its event did arrive)."""
-        if self.ledger.knows_push(change):
-            return
+        """Decide the push unless the ledger has a change for it already (its event did arrive). A sweep
+        that died between deploying a push it found and recording it is finished here, even when the
+        late event has been recorded since: the deployment must not be left without its change."""
         change_id = swept_change_id(change)
+        recorded = self.ledger.push_records(change)
+        if change_id in recorded:
+            return
+        if recorded and not self.ledger.deployed_by_change(change.artifact, change_id):
+            return
         logger.warning(FOUND_BY_SWEEP, extra={"change": change.describe(), "change_id": change_id})
         decided = self.controller.handle_change(change, change_id, trigger="sweep", note=FOUND_BY_SWEEP)
         report.found.append(change_id)

@@ -640,8 +640,16 @@ class Ledger:
 
     def knows_push(self, change: Change) -> bool:
         """Whether a change record holds this push (its event arrived, or a sweep found it already)."""
+        return bool(self.push_records(change))
+
+    def push_records(self, change: Change) -> set[str]:
+        """The ids of the change records that hold this push."""
         recorded = self.changes_of_artifact(change.artifact, limit=None)
-        return any(same_push(change, record.get("change") or {}) for record in recorded)
+        return {str(r["change_id"]) for r in recorded if same_push(change, r.get("change") or {})}
+
+    def deployed_by_change(self, artifact: str, change_id: str) -> bool:
+        """Whether a deployment of the artifact was made for this change (its record may still be due)."""
+        return any(d.change_id == change_id for d in self.for_artifact(artifact, limit=None))
 
     def sweep_marks(self) -> tuple[dict[str, Any], int]:
         """How far each source was swept (by source key), and the version the marks were written at."""
