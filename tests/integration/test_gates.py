@@ -473,3 +473,24 @@ def test_deployments_show_says_what_the_gates_were_told(cloud: Cloud, prod: str)
     assert "approval    approved by alice at " in shown
     assert shown.rstrip().splitlines()[-1] != ""
     assert ": CAB-42" in shown
+
+
+def test_a_call_retried_by_the_reconciler_is_not_made_inside_a_freeze_that_began_meanwhile(
+    cloud: Cloud,
+) -> None:
+    service = cloud.create_image_service("web-prod", tag="v1.0.0")
+    cloud.apply_rules([image_rule("web-prod", service, frozen_from_now(cloud), semver="^1.0.0")])
+    from tests.integration.faults import failing, operation, server_error
+
+    with failing(cloud.apprunner, operation("UpdateService"), lambda call: server_error(call.operation)):
+        cloud.push_image("v1.1.0", DIGESTS[0])  # App Runner is unavailable: left starting
+    assert str(only(cloud, service).status) == "starting"
+    cloud.sim.calls.clear()
+    cloud.advance(6 * 60)  # past the start grace, and the freeze has begun
+    cloud.reconcile()
+    held = only(cloud, service)
+    assert (str(held.status), held.held_by) == ("held", ("freeze",))
+    assert cloud.calls("UpdateService") == []  # not called again inside the freeze
+    cloud.advance(2 * 3600)
+    cloud.reconcile()
+    assert str(only(cloud, service).status) == "in_progress"

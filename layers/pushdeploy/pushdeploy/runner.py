@@ -220,6 +220,12 @@ class Runner:
         else:
             if isinstance(verdict, NotOwn):
                 self.record_outside(deployment.service, verdict.operation, verdict.evidence)
+            # Nothing of its own started: before calling again, a window of its rule may have ended or a
+            # freeze begun since it took the slot. Then it waits as held, and the slot is free.
+            closed = self.slots.closed_gates(deployment.id)
+            if closed:
+                self.slots.hold_again(deployment, closed)
+                return
             self.start(deployment)
 
     def _verdict_unless_gone(self, deployment: Deployment) -> NotStarted | Unconfirmed | Own | NotOwn | None:

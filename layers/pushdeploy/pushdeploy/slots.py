@@ -174,6 +174,33 @@ class SlotKeeper:
 
         self.change(service, plan)
 
+    def hold_again(self, deployment: Deployment, closed: tuple[str, ...]) -> None:
+        """The active deployment started nothing of its own, and a gate of its rule closed since it took
+        the slot: it waits as held again, outside the slot, and the service's pending one may start."""
+
+        def plan(slot: Slot) -> SlotChange | None:
+            if slot.active_id != deployment.id:
+                return None
+            now = self.clock()
+            new_slot, next_id = release(slot, deployment.id, None)
+            detail = f"held again: {', '.join(closed)} closed before it could start; it starts when they open"
+            transitions = [
+                transition(
+                    deployment.id,
+                    Status.STARTING,
+                    Status.HELD,
+                    held_by=list(closed),
+                    claimed_at=None,
+                    detail=detail,
+                )
+            ]
+            if next_id:
+                new_slot, moved, next_id = self._start_next(new_slot, next_id, now)
+                transitions.append(moved)
+            return SlotChange(new_slot, transitions, notify=[(deployment.id, "Held")], start=next_id)
+
+        self.change(deployment.service, plan)
+
     def _start_next(self, slot: Slot, next_id: str, now: datetime) -> tuple[Slot, Transition, str | None]:
         """The queued deployment that `slot` made active starts, unless a gate of its rule closed while
         it waited: then it is held again, outside the slot, and the slot is free."""

@@ -43,8 +43,10 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
     # its rule's gates closed while it waited (a freeze began, its window ended).
     Status.QUEUED: frozenset({Status.STARTING, Status.SUPERSEDED, Status.ERROR, Status.HELD}),
     # starting -> queued when App Runner is busy with an operation pushdeploy did not start.
+    # starting -> held when, called again after nothing of its own started, a window of its rule ended or
+    # a freeze began meanwhile.
     Status.STARTING: frozenset(
-        {Status.IN_PROGRESS, Status.QUEUED, Status.SUPERSEDED, Status.ERROR, *TERMINAL}
+        {Status.IN_PROGRESS, Status.QUEUED, Status.SUPERSEDED, Status.ERROR, Status.HELD, *TERMINAL}
     ),
     Status.IN_PROGRESS: frozenset({Status.SUCCEEDED, Status.FAILED, Status.ROLLED_BACK, Status.ERROR}),
     # held -> admitted when its service resumes (or its gates open); superseded by a newer one.
