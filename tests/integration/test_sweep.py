@@ -383,6 +383,11 @@ def test_a_sweep_that_died_before_recording_its_push_is_finished_by_the_next_eve
         assert sweep(cloud)["failed"] == ["ecr 111122223333/us-east-1/web"]  # deployed, not recorded
     assert Ledger.record_change is real_record
     (deployment,) = cloud.deployments(staging)
+    assert deployment.change_id is not None
+    assert cloud.ledger.change(deployment.change_id) is None
+    shown = cloud.ledger.change(deployment.change_id, from_decisions=True)  # as `changes show` reads it
+    assert shown is not None
+    assert shown["decisions"][0]["deployment"] == deployment.id
     cloud.push_image("latest", digest)  # the late event: recorded, deploys nothing more
     sweep(cloud)
     records = {r["change_id"]: r for r in change_records(cloud, digest)}

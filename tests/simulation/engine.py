@@ -183,6 +183,9 @@ class Episode:
             self.hooks.attach_apprunner(clients.apprunner)
             self.hooks.on_overlap = self._overlap
             self.checker = Checker(self.roles, self.pushes, self.deleted, _label, world.moment)
+            self.checker.read_decisions = lambda change_id: world.cloud.ledger.change(
+                change_id, from_decisions=True
+            )
             self.checker.gates = self._gate_checker() if self.gating.any else None
             self.gate_steps = GateSteps(self)
             for index, step in enumerate(self.schedule):
@@ -447,7 +450,9 @@ class Episode:
     def _sweep(self, fault: Fault | None) -> None:
         """One run of the sweeper. The change records it put are read once it ends (however it ends):
         a sweep's record of a push is checked against what had been answered when the sweep began."""
-        answered_before = frozenset(self.answered_swept)
+        # A push an earlier sweep began to deploy (and died before recording) is this sweep's to finish,
+        # whether or not its event has been answered since.
+        answered_before = frozenset(self.answered_swept - self.hooks.decision_puts)
         start = len(self.hooks.change_puts)
         self.counts["sweeps"] += 1
         if self._invoke("sweeper", _SCHEDULED, fault) is not None:

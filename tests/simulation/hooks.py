@@ -48,6 +48,7 @@ class Hooks:
         # The change ids whose change record a put tried to write (it may have failed its condition, or
         # crashed): which records to read after a sweep, instead of reading every push's.
         self.change_puts: list[str] = []
+        self.decision_puts: set[str] = set()  # change ids an admission tried to commit a decision of
         # App Runner operation id -> "pushdeploy" (started inside a handler) or "outside" (anyone else).
         self.started_by: dict[str, str] = {}
         self.images: dict[str, str] = {}  # UpdateService operation id -> the ImageIdentifier it asked for
@@ -123,6 +124,9 @@ class Hooks:
                 change_id = _change_record(kind, request)
                 if change_id is not None:
                     self.change_puts.append(change_id)
+                decided = _decision_record(kind, request)
+                if decided is not None:
+                    self.decision_puts.add(decided)
 
     def _before_dynamodb(self, context: dict[str, Any], **_: Any) -> None:
         if context.get(_MARK):
@@ -163,6 +167,19 @@ def _change_record(kind: str, request: dict[str, Any]) -> str | None:
     item = request.get("Item") or {}
     partition = str(item.get("pk", {}).get("S", ""))
     if not partition.startswith("CHANGE#") or item.get("sk", {}).get("S") != "CHANGE":
+        return None
+    return partition.removeprefix("CHANGE#")
+
+
+def _decision_record(kind: str, request: dict[str, Any]) -> str | None:
+    """The change id of a put of a decision that made a deployment (`CHANGE#<id>` / `DECISION#<rule>`)."""
+    if kind not in ("PutItem", "Put"):
+        return None
+    item = request.get("Item") or {}
+    partition = str(item.get("pk", {}).get("S", ""))
+    if not partition.startswith("CHANGE#") or not str(item.get("sk", {}).get("S", "")).startswith(
+        "DECISION#"
+    ):
         return None
     return partition.removeprefix("CHANGE#")
 

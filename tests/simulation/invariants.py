@@ -32,7 +32,8 @@ Checked as soon as a sweep has recorded a push (a change record under the sweep'
 `swept_change_id`: one per repository, tag or branch, and digest or commit):
 - recorded (as above, for the sweep's record), and it says `trigger: sweep` with the sweep's note;
 - sweep-known: the sweep records no push whose event's change record was answered before that sweep
-  began (the ledger knew it: only a sweep that raced the event may record it a second time).
+  began (the ledger knew it: only a sweep that raced the event may record it a second time, or one that
+  finishes what an earlier sweep began to deploy and died before recording).
 
 Checked at quiescence (on every service that was not deleted, except `processed` and `settles`):
 - processed: every push delivered at least once was answered by some invocation;
@@ -186,6 +187,8 @@ class Checker:
         self.swept: dict[str, dict[str, Any]] = {}  # a sweep's change id -> its record, as first read
         self.first_look: datetime | None = None  # when a sweep first recorded its marks
         self.gates: GateChecker | None = None  # the gated rules' checks, in an episode with gates
+        # A change's deploying decisions, as `changes show` reads them when its record is missing.
+        self.read_decisions: Callable[[str], dict[str, Any] | None] = lambda change_id: None
 
     # --- after every step --------------------------------------------------------------------------
 
@@ -599,7 +602,10 @@ class Checker:
                 getattr(deployment, "trigger", None) != "sweep"
                 or not change_id
                 or read(change_id) is not None
+                or self.read_decisions(change_id) is not None
             ):
+                # A sweep that died after deploying and was overtaken by another (which moved the marks
+                # past the push) leaves its decisions, written with the deployment, as the record.
                 continue
             push = self.by_change.get(change_id)
             what = f"{self._label(deployment)}, {status_of(deployment)}"

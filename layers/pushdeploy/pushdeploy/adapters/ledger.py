@@ -512,8 +512,11 @@ class Ledger:
         ).get("Item")
         return _plain(found) if found else None
 
-    def change(self, change_id: str) -> dict[str, Any] | None:
-        """The change's record, or else the webhook's note about it."""
+    def change(self, change_id: str, from_decisions: bool = False) -> dict[str, Any] | None:
+        """The change's record, or else the webhook's note about it; with `from_decisions`, or else what
+        its deploying decisions say (each written with its deployment: the run that decided it stopped
+        before writing the change's record, and no retry came to write it, as can happen to a sweep raced
+        by another)."""
         for sort_key in ("CHANGE", "WEBHOOK"):
             found = self._client.get_item(
                 TableName=self._table,
@@ -522,7 +525,26 @@ class Ledger:
             ).get("Item")
             if found:
                 return _plain(found)
-        return None
+        return self._from_decisions(change_id) if from_decisions else None
+
+    def _from_decisions(self, change_id: str) -> dict[str, Any] | None:
+        page = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :decision)",
+            ExpressionAttributeValues=_item({":pk": f"CHANGE#{change_id}", ":decision": "DECISION#"}),
+            ConsistentRead=True,
+        )
+        decisions = [_plain(item) for item in page.get("Items", [])]
+        if not decisions:
+            return None
+        return {
+            "change_id": change_id,
+            "kind": "change",
+            "decisions": decisions,
+            "received_at": min(str(d.get("decided_at", "")) for d in decisions),
+            "note": "read from its deploying decisions: the run that decided it stopped before writing "
+            "the change's record",
+        }
 
     @staticmethod
     def decision_put(change_id: str, rule_id: str, record: Mapping[str, Any]) -> Put:

@@ -69,7 +69,7 @@ def run_show(args: argparse.Namespace) -> int:
     book = _ledger(args)
     key = args.key.strip()
     if _CHANGE_ID.match(key):
-        record = book.change(key)
+        record = book.change(key, from_decisions=True)
         records = [record] if record else []
     else:
         records = book.changes_of_artifact(key, limit=None)

@@ -185,7 +185,7 @@ def run_show(args: argparse.Namespace) -> int:
     deployment = book.deployment(args.id.strip())
     if deployment is None:
         raise TargetError(f"no deployment {args.id}")
-    change = (book.change(deployment.change_id) if deployment.change_id else None) or {}
+    change = (book.change(deployment.change_id, from_decisions=True) if deployment.change_id else None) or {}
     shown = {
         **deployment.public_view(),
         "change": change.get("change"),
