@@ -160,8 +160,8 @@ class Episode:
         self.answered_swept: set[str] = set()  # the sweep change ids of pushes whose events were answered
         self.swept_to_check: list[str] = []  # sweep records seen since the last check
         self.swept_through: datetime | None = None  # how far the last sweep that answered looked
-        self.pushed = False  # a push happened (image or commit)
         self.looked_after_push: datetime | None = None  # the first sweep that answered after the last push
+        self.sweep_unfinished = False  # the last sweep to end did not answer: the next one finishes it
         self.violations: list[tuple[int, Violation]] = []
         self.seen: set[Violation] = set()
         self.quiescing = False
@@ -224,7 +224,7 @@ class Episode:
             assert step.event is not None
             world.advance(1)  # every push happens at its own second
             world.put_image(step.tag, step.digest)  # in ECR, whatever becomes of its event
-            self.pushed, self.looked_after_push = True, None
+            self.looked_after_push = None  # no sweep has seen this push yet
             event = world.image_event(step.tag, step.digest, step.event)
             push = self._push(event, "image", step.tag, digest_of(step.digest), step.digest)
             self._send(push, event, step)
@@ -233,7 +233,7 @@ class Episode:
             assert step.event is not None
             world.advance(1)
             world.commit_pushed(step.commit)
-            self.pushed, self.looked_after_push = True, None
+            self.looked_after_push = None  # no sweep has seen this push yet
             event = world.commit_event(step.commit, step.previous, step.event)
             push = self._push(event, "commit", None, commit_of(step.commit), step.commit)
             self._send(push, event, step)
@@ -455,7 +455,9 @@ class Episode:
         answered_before = frozenset(self.answered_swept - self.hooks.decision_puts)
         start = len(self.hooks.change_puts)
         self.counts["sweeps"] += 1
-        if self._invoke("sweeper", _SCHEDULED, fault) is not None:
+        answered = self._invoke("sweeper", _SCHEDULED, fault) is not None
+        self.sweep_unfinished = not answered
+        if answered:
             now = self.world.now()
             looked = now - timedelta(seconds=SWEEP_GRACE_SECONDS)
             self.swept_through = max(looked, self.swept_through or looked)
@@ -479,10 +481,12 @@ class Episode:
         self.swept_to_check.append(change_id)
 
     def _swept_past_pushes(self) -> bool:
-        """Whether the sweep has done with the last push: a sweep saw it (a new image, or a tag or branch
-        head that moved, which counts from when a sweep first sees it) and a later one looked past the
-        grace period since."""
-        if not self.pushed:
+        """Whether the sweep has done with the last push, as far as a lost push or a sweep that died
+        needs it: a sweep saw the push (a new image, or a tag or branch head that moved, which counts from
+        when a sweep first sees it) and a later one looked past the grace period since. Every other push's
+        event is delivered."""
+        lost = any(push.lost and push.swept_at is None for push in self.pushes.values())
+        if not lost and not self.sweep_unfinished:
             return True
         seen, through = self.looked_after_push, self.swept_through
         return seen is not None and through is not None and through >= seen
@@ -512,8 +516,8 @@ class Episode:
         roles: set[str] = set()
         for partition, service in writes:
             kind, _, rest = (partition or "").partition("#")
-            if kind in ("CHANGE", "RULE"):
-                continue  # change records and rule marks: no deployment changes
+            if kind in ("CHANGE", "RULE", "SWEEP"):
+                continue  # change records, rule marks and the sweep's marks: no deployment changes
             role = None
             if service is not None:
                 role = by_arn.get(service)
