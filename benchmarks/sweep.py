@@ -13,8 +13,7 @@ import boto3
 import pytest
 from calls import CallCounter, counted_cloud
 
-from pushdeploy.local import pushes
-from pushdeploy.local.inprocess import ACCOUNT, REGION, Cloud
+from pushdeploy.local.inprocess import ACCOUNT, REGION, Cloud, put_image
 
 REPOSITORIES = (1, 10, 50)
 _SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event"}
@@ -24,19 +23,6 @@ def _by_service(counted: Counter[str]) -> dict[str, int]:
     # ECR's endpoint prefix is "api.ecr".
     found = {service.removeprefix("api."): count for service, count in counted.items()}
     return {service: found.get(service, 0) for service in ("ecr", "dynamodb", "apprunner", "events")}
-
-
-def _put_image(repository: str, tag: str) -> None:
-    """ECR PutImage without its event: the lost event."""
-    ecr = boto3.client("ecr", region_name=REGION)
-    manifest = pushes.image_manifest(repository, tag)
-    ecr.put_image(
-        repositoryName=repository,
-        imageManifest=manifest.text,
-        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
-        imageTag=tag,
-        imageDigest=manifest.digest,
-    )
 
 
 def _watch(cloud: Cloud, repositories: int) -> None:
@@ -71,7 +57,7 @@ def measure_repositories(repositories: int) -> dict[str, Any]:
             _watch(cloud, repositories)
             cloud.invoke("sweeper", _SCHEDULED)  # the first sweep: modules loaded, marks written
             idle = _sweep(cloud, counter)
-            _put_image("repo-0", "latest")
+            put_image("latest", "repo-0")
             found = _sweep(cloud, counter)
     return {"nothing_new": idle, "one_found": found}
 

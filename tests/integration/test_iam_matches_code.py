@@ -22,6 +22,7 @@ from botocore.stub import Stubber
 from pushdeploy import runtime
 from pushdeploy.adapters.rules_store import RulesStore
 from pushdeploy.local import pushes
+from pushdeploy.local.inprocess import put_image
 from pushdeploy.local.template import load_template
 from pushdeploy.sources.signatures import sign
 from tests.conftest import PAYLOADS
@@ -337,7 +338,7 @@ def exercise_the_scan_gate(cloud: Cloud, recorder: CallRecorder) -> None:
         for repository in (PROMOTED_REPOSITORY, PROMOTED_SWEPT_REPOSITORY)
     ]
     cloud.apply_rules([*(rule.model_dump(exclude_none=True) for rule in stored), *gated, *promoted])
-    first = put_image_without_event("latest", GATED_REPOSITORY)
+    first = put_image("latest", GATED_REPOSITORY)
     with recorder.running("image_pushed"):
         cloud.push_image("latest", first, GATED_REPOSITORY)  # no scan yet: held
         cloud.record_scan(first, {}, repository=GATED_REPOSITORY)
@@ -346,7 +347,7 @@ def exercise_the_scan_gate(cloud: Cloud, recorder: CallRecorder) -> None:
     with recorder.running("image_pushed"):
         cloud.push_image("v1", first, PROMOTED_REPOSITORY)  # succeeded on the gated rule's service: promoted
     copy_image(first, GATED_REPOSITORY, PROMOTED_SWEPT_REPOSITORY, "v1")  # its event lost: the sweep's
-    second = put_image_without_event("latest", GATED_REPOSITORY)
+    second = put_image("latest", GATED_REPOSITORY)
     cloud.push_image("latest", second, GATED_REPOSITORY)  # held
     with recorder.running("reconciler"):
         cloud.reconcile()  # its scan is asked for again
@@ -367,9 +368,9 @@ def exercise_the_sweep(cloud: Cloud, recorder: CallRecorder, staging: str, prod:
     cloud.finish_operations()
     cloud.reconcile()
     cloud.apprunner.start_deployment(ServiceArn=staging)  # by hand: App Runner answers the sweep "busy"
-    put_image_without_event("latest")
-    put_image_without_event("v1.9.0")
-    put_image_without_event("latest", SWEPT_REPOSITORY)  # held for its scan, asked for
+    put_image("latest")
+    put_image("v1.9.0")
+    put_image("latest", SWEPT_REPOSITORY)  # held for its scan, asked for
     code = cloud.create_code_service(
         "app-code", "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/app"
     )
@@ -424,21 +425,6 @@ def copy_image(digest: str, source: str, repository: str, tag: str) -> None:
         imageTag=tag,
         imageDigest=digest,
     )
-
-
-def put_image_without_event(tag: str, repository: str = "web") -> str:
-    ecr = boto3.client("ecr", region_name=REGION)
-    with suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
-    manifest = pushes.image_manifest(repository, tag)
-    ecr.put_image(
-        repositoryName=repository,
-        imageManifest=manifest.text,
-        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
-        imageTag=tag,
-        imageDigest=manifest.digest,
-    )
-    return manifest.digest
 
 
 def _github_push(

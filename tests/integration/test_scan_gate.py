@@ -6,15 +6,13 @@ the counts; when no scan comes within `wait`, the reconciler applies `on_timeout
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-import boto3
 import pytest
 
 from pushdeploy.domain.deployments import Deployment
-from pushdeploy.local import pushes
-from tests.integration.harness import ACCOUNT, REGION, Cloud
+from pushdeploy.local.inprocess import put_image
+from tests.integration.harness import ACCOUNT, Cloud
 
 WAIT_SECONDS = 30 * 60
 LIMITS = {"critical": 0, "high": 1}
@@ -24,22 +22,6 @@ LIMITS = {"critical": 0, "high": 1}
 def ecr_in_the_rules_account(monkeypatch: pytest.MonkeyPatch) -> None:
     """moto's ECR registry is the account the rules and the events name."""
     monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
-
-
-def put_image(tag: str, repository: str = "web") -> str:
-    """ECR PutImage (the push's event is the test's to send): the digest."""
-    ecr = boto3.client("ecr", region_name=REGION)
-    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
-    manifest = pushes.image_manifest(repository, tag)
-    ecr.put_image(
-        repositoryName=repository,
-        imageManifest=manifest.text,
-        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
-        imageTag=tag,
-        imageDigest=manifest.digest,
-    )
-    return manifest.digest
 
 
 def gated(cloud: Cloud, on_timeout: str = "hold") -> str:

@@ -4,7 +4,6 @@ the same order and dedup rules as pushes that arrived by event."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from botocore.stub import Stubber
 from pushdeploy import runtime
 from pushdeploy.domain.sweep import FOUND_BY_SWEEP
 from pushdeploy.local import pushes
+from pushdeploy.local.inprocess import put_image
 from tests.integration.harness import ACCOUNT, REGION, TABLES, Cloud
 
 OTHER_ACCOUNT = "222233334444"
@@ -34,22 +34,6 @@ def sweep_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def sweep(cloud: Cloud) -> dict[str, Any]:
     return cloud.invoke("sweeper", {"source": "aws.events", "detail-type": "Scheduled Event"})
-
-
-def put_image(tag: str, repository: str = "web", ecr: Any = None) -> str:
-    """ECR PutImage without the event ECR would send: the lost event."""
-    ecr = ecr or boto3.client("ecr", region_name=REGION)
-    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
-    manifest = pushes.image_manifest(repository, tag)
-    ecr.put_image(
-        repositoryName=repository,
-        imageManifest=manifest.text,
-        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
-        imageTag=tag,
-        imageDigest=manifest.digest,
-    )
-    return manifest.digest
 
 
 @pytest.fixture
