@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -21,8 +21,7 @@ from botocore.stub import Stubber
 
 from pushdeploy import runtime
 from pushdeploy.adapters.rules_store import RulesStore
-from pushdeploy.local import pushes
-from pushdeploy.local.inprocess import put_image
+from pushdeploy.local.inprocess import put_image, tag_image
 from pushdeploy.local.template import load_template
 from pushdeploy.sources.signatures import sign
 from tests.conftest import PAYLOADS
@@ -346,7 +345,7 @@ def exercise_the_scan_gate(cloud: Cloud, recorder: CallRecorder) -> None:
     cloud.finish_operations()
     with recorder.running("image_pushed"):
         cloud.push_image("v1", first, PROMOTED_REPOSITORY)  # succeeded on the gated rule's service: promoted
-    copy_image(first, GATED_REPOSITORY, PROMOTED_SWEPT_REPOSITORY, "v1")  # its event lost: the sweep's
+    tag_image(first, "v1", GATED_REPOSITORY, PROMOTED_SWEPT_REPOSITORY)  # its event lost: the sweep's
     second = put_image("latest", GATED_REPOSITORY)
     cloud.push_image("latest", second, GATED_REPOSITORY)  # held
     with recorder.running("reconciler"):
@@ -410,21 +409,6 @@ def _sweeper_codecommit(codecommit: Any) -> Iterator[None]:
             lambda service, region=None: codecommit if service == "codecommit" else others(service, region),
         )
         yield
-
-
-def copy_image(digest: str, source: str, repository: str, tag: str) -> None:
-    """The same image (same manifest, same digest) pushed to another repository, without its event."""
-    ecr = boto3.client("ecr", region_name=REGION)
-    with suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
-    (image,) = ecr.batch_get_image(repositoryName=source, imageIds=[{"imageDigest": digest}])["images"]
-    ecr.put_image(
-        repositoryName=repository,
-        imageManifest=image["imageManifest"],
-        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
-        imageTag=tag,
-        imageDigest=digest,
-    )
 
 
 def _github_push(

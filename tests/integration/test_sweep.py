@@ -15,8 +15,7 @@ from botocore.stub import Stubber
 
 from pushdeploy import runtime
 from pushdeploy.domain.sweep import FOUND_BY_SWEEP
-from pushdeploy.local import pushes
-from pushdeploy.local.inprocess import put_image
+from pushdeploy.local.inprocess import put_image, tag_image
 from tests.integration.harness import ACCOUNT, REGION, TABLES, Cloud
 
 OTHER_ACCOUNT = "222233334444"
@@ -330,25 +329,13 @@ def test_a_tag_moved_onto_an_older_image_whose_event_was_lost_is_deployed_by_the
     older = put_image("build-7")  # a build, not deployed by this rule
     cloud.advance(600)
     sweep(cloud)  # looks at the tags: latest -> first
-    retag(older, "latest")  # the re-tag's event is lost
+    tag_image(older, "latest")  # the re-tag's event is lost
     cloud.advance(60)
     answer = sweep(cloud)
     assert len(answer["found"]) == 1
     (_, swept) = cloud.deployments(staging)
     assert (swept.digest, swept.tag, swept.trigger) == (older, "latest", "sweep")
     assert sweep(cloud)["found"] == []  # found once
-
-
-def retag(digest: str, tag: str, repository: str = "web") -> None:
-    ecr = boto3.client("ecr", region_name=REGION)
-    (image,) = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageDigest": digest}])["images"]
-    ecr.put_image(
-        repositoryName=repository,
-        imageManifest=image["imageManifest"],
-        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
-        imageTag=tag,
-        imageDigest=digest,
-    )
 
 
 def test_a_sweep_that_died_before_recording_its_push_is_finished_by_the_next_even_after_the_late_event(

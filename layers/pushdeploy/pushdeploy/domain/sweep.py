@@ -175,19 +175,23 @@ def image_candidates(
     found = [image for image in images if since <= image.pushed_at <= until and image.tags]
     found.sort(key=lambda image: (image.pushed_at, image.digest))
     return [
-        Change(
-            kind="image",
-            source="ecr",
-            account=source.account,
-            region=source.region,
-            repository=source.repository,
-            tag=tag,
-            digest=image.digest,
-            pushed_at=image.pushed_at,
-        )
+        _image_change(source, tag, image.digest, image.pushed_at)
         for image in found
         for tag in sorted(image.tags)
     ]
+
+
+def _image_change(source: WatchedSource, tag: str, digest: str, pushed_at: datetime) -> Change:
+    return Change(
+        kind="image",
+        source="ecr",
+        account=source.account,
+        region=source.region,
+        repository=source.repository,
+        tag=tag,
+        digest=digest,
+        pushed_at=pushed_at,
+    )
 
 
 def next_head(kept: Head | None, commit: str, now: datetime, baseline: bool) -> Head:
@@ -215,16 +219,7 @@ def head_due(head: Head, until: datetime) -> bool:
 
 def retag_candidate(source: WatchedSource, tag: str, head: Head) -> Change:
     """A tag that moved onto an image (a re-tag, a roll-back of `latest` by hand): pushed when first seen."""
-    return Change(
-        kind="image",
-        source="ecr",
-        account=source.account,
-        region=source.region,
-        repository=source.repository,
-        tag=tag,
-        digest=head.commit,
-        pushed_at=head.seen_at,
-    )
+    return _image_change(source, tag, head.commit, head.seen_at)
 
 
 def commit_candidate(source: WatchedSource, branch: str, head: Head) -> Change:

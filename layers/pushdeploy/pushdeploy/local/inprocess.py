@@ -287,6 +287,23 @@ def put_image(tag: str, repository: str = "web", ecr: Any = None) -> str:
     return manifest.digest
 
 
+def tag_image(digest: str, tag: str, source: str = "web", repository: str | None = None) -> None:
+    """Put the tag on an image already in ECR, without the event: a re-tag in `source`, or the same
+    image (same manifest, same digest) pushed to `repository`."""
+    ecr = boto3.client("ecr", region_name=REGION)
+    target = repository or source
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=target)
+    (image,) = ecr.batch_get_image(repositoryName=source, imageIds=[{"imageDigest": digest}])["images"]
+    ecr.put_image(
+        repositoryName=target,
+        imageManifest=image["imageManifest"],
+        imageManifestMediaType=pushes.MANIFEST_MEDIA_TYPE,
+        imageTag=tag,
+        imageDigest=digest,
+    )
+
+
 def silence_notifications() -> None:
     """Drop the default bus's rules: pushdeploy's own events go to queues only some tests read, and a
     long run (the simulation, the fuzz suite) would fill them for nothing."""
