@@ -126,6 +126,7 @@ def measure_calls(trace: bool = False) -> dict[str, Any]:
                 {"id": "prod", "service": prod, "image": {"repository": "web", "semver": ">=1.0.0"}},
             ]
         )
+        cloud.deliver_apprunner_events()  # the services' creation, before the window: no deployment's
         cloud.invoke("reconciler", {"source": "aws.events"})  # warm: modules loaded, clients made
         pinned = one_deployment(cloud, counter, "v1.1.0", _digest(1), prod)
         calls_made = list(counter.trace)

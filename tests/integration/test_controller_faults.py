@@ -162,11 +162,11 @@ def test_a_transient_fault_raises_so_lambda_retries(
 
     event = cloud.ecr_push_event("latest", DIGESTS[0])
     with monkeypatch.context() as patch:
-        patch.setattr("pushdeploy.adapters.ledger.Ledger.slot", unreachable)
+        patch.setattr("pushdeploy.adapters.ledger.Ledger.reads_for_change", unreachable)
         with pytest.raises(EndpointConnectionError):
             cloud.invoke("image_pushed", event)
     assert cloud.dead_letters() == []
-    # The retry (Lambda's own) succeeds: idempotency did not keep the failed attempt.
+    # The retry (Lambda's own) succeeds: nothing of the failed attempt stands in its way.
     cloud.invoke("image_pushed", event)
     assert cloud.statuses(services["staging"]) == ["in_progress"]
 

@@ -775,3 +775,22 @@ def test_a_deployment_whose_service_vanished_settles_as_an_error_and_frees_the_s
             cloud.reconcile()
         assert not IN_FLIGHT.intersection(cloud.statuses(prod)), cloud.statuses(prod)
         assert cloud.ledger.slot(prod).active is None
+
+
+def test_the_live_release_pushed_again_after_its_service_was_deleted_is_refused_not_deployed_again(
+    cloud: Cloud, services: dict[str, str]
+) -> None:
+    """v1.5.0 is live; the service is deleted; v1.5.0's event comes again under a new id (a late event
+    after the sweep found the push, say). App Runner runs nothing there any more, so "still live" cannot
+    be confirmed, and nothing can be deployed: the push is refused with why, and no second deployment of
+    the same release is made only to end in error (found by the 50,000-step soak, seed 7)."""
+    prod = services["prod"]
+    cloud.push_image("v1.5.0", DIGESTS[5])
+    cloud.finish_operations()
+    assert cloud.statuses(prod) == ["succeeded"]
+
+    with failing(cloud.apprunner, for_service(prod), lambda call: not_found(call.operation, prod)):
+        again = cloud.push_image("v1.5.0", DIGESTS[5])
+    assert again["deployments"] == []
+    assert "no longer exists" in decision(cloud, again["changes"][0], "web-prod")["note"]
+    assert cloud.statuses(prod) == ["succeeded"]

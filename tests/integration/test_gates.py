@@ -389,7 +389,7 @@ def test_a_retry_after_a_crash_past_the_hold_tells_the_world_and_replaces_the_ol
 
     with monkeypatch.context() as patch:
         patch.setattr(GateKeeper, "supersede_older_held", crash)
-        patch.setattr("pushdeploy.slots.SlotKeeper.notify_by_id", lambda *args: None)
+        patch.setattr("pushdeploy.slots.SlotKeeper.notify", lambda *args: None)
         with pytest.raises(RuntimeError):
             cloud.invoke("image_pushed", event)
     assert published_types(cloud) == []

@@ -22,10 +22,10 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 
 from pushdeploy.adapters.apprunner import DeployTarget, TargetGone
-from pushdeploy.adapters.ledger import DuplicateDeployment, Ledger
+from pushdeploy.adapters.ledger import ChangeReads, DuplicateDeployment, Ledger
 from pushdeploy.domain.changes import Change, OperationEvent
 from pushdeploy.domain.decisions import Decision, decide
-from pushdeploy.domain.deployments import Deployment, Status, Trigger
+from pushdeploy.domain.deployments import Attempt, Deployment, Status, Trigger
 from pushdeploy.domain.evidence import DEPLOY_TYPES
 from pushdeploy.domain.order import OrderKind
 from pushdeploy.domain.rules import CompiledRule
@@ -38,6 +38,14 @@ from pushdeploy.slots import EVENT_NAMES, Notifier, SilentNotifier, SlotChange, 
 __all__ = ["ChangeReport", "Controller", "Notifier", "RuleSource", "Settings", "SilentNotifier", "utc_now"]
 
 logger = Logger(service="pushdeploy", child=True)
+
+
+@dataclass(frozen=True)
+class KnownSlot:
+    """A service's slot and an artifact's failure mark there, read together (one snapshot)."""
+
+    slot: Slot
+    failure: dict[str, Any] | None
 
 
 class RuleSource(Protocol):
@@ -119,14 +127,28 @@ class Controller:
         A change already recorded (the same event, or the same signed push, delivered again) is not
         decided again: its record says what became of it. `trigger` says what brought the change (its
         event, or the sweep) and `note` says so in words on its record."""
-        recorded = self.ledger.decided_change(change_id)
+        rules = {rule.id: rule for rule in self.rules.watching(change)}
+        decisions = decide(change, rules.values())
+        now = self.clock()
+        planned = {
+            d.rule: Deployment.from_decision(
+                d, change, change_id, now, order_of(rules[d.rule], change), trigger
+            )
+            for d in decisions
+            if d.deploys
+        }
+        reads = self.ledger.reads_for_change(change_id, list(planned.values()))
+        recorded = reads.recorded if reads is not None else self.ledger.decided_change(change_id)
         if recorded is not None:
             logger.info("change already decided", extra={"change_id": change_id})
             return _report_of(change_id, recorded)
-        rules = {rule.id: rule for rule in self.rules.watching(change)}
         report = ChangeReport(change_id)
-        for decision in decide(change, rules.values()):
-            report.outcomes.append(self._apply(decision, rules[decision.rule], change, change_id, trigger))
+        for decision in decisions:
+            deployment = planned.get(decision.rule)
+            if deployment is None:
+                report.outcomes.append(DecisionOutcome(decision, note=decision.reason))
+            else:
+                report.outcomes.append(self._apply(decision, rules[decision.rule], deployment, reads))
         now = self.clock()
         expires = None
         if not report.deployments:
@@ -152,14 +174,14 @@ class Controller:
         return report
 
     def _apply(
-        self, decision: Decision, rule: CompiledRule, change: Change, change_id: str, trigger: Trigger
+        self, decision: Decision, rule: CompiledRule, deployment: Deployment, reads: ChangeReads | None
     ) -> DecisionOutcome:
-        if not decision.deploys:
-            return DecisionOutcome(decision, note=decision.reason)
-        deployment = Deployment.from_decision(
-            decision, change, change_id, self.clock(), order_of(rule, change), trigger
-        )
-        existing = self.ledger.deployment(deployment.id)
+        """Create the deployment a decision asks for: admitted into its slot, held by a gate, or refused.
+        `reads`: what the ledger said when the change arrived (None: read each thing now)."""
+        if reads is not None:
+            existing = reads.deployments.get(deployment.id)
+        else:
+            existing = self.ledger.deployment(deployment.id)
         if existing is not None:
             # A retry of this very change: report its deployment, never refuse it against itself. One held
             # may have died before it told the world and replaced its rule's older held ones: again.
@@ -170,8 +192,13 @@ class Controller:
             self.ledger.record(deployment)
             self.notifier.deployment_changed(deployment, EVENT_NAMES[Status.DRY_RUN])
             return DecisionOutcome(decision, deployment.id, "dry run: recorded, App Runner not called")
+        known = None
+        if reads is not None:
+            known = KnownSlot(
+                reads.slots[deployment.service], reads.failures[deployment.service, deployment.artifact]
+            )
         if not self.gates.gated(rule, deployment):
-            return self._admit(decision, deployment)
+            return self._admit(decision, deployment, known=known)
         # Held and rejected deployments live outside the slot: dedup and order against them here.
         same, refusal = self.gates.prior(deployment)
         if same is not None or refusal is not None:
@@ -182,7 +209,7 @@ class Controller:
         deployment = deployment.model_copy(update={"gate_facts": facts})
         if verdict.rejected is not None:
             return self._reject_at_once(decision, deployment, verdict.rejected)
-        outcome = self._admit(decision, deployment, verdict.closed, "; ".join(verdict.notes))
+        outcome = self._admit(decision, deployment, verdict.closed, "; ".join(verdict.notes), known)
         if outcome.deployment_id is not None:
             self.gates.supersede_older_held(deployment)
         return outcome
@@ -193,10 +220,13 @@ class Controller:
         deployment: Deployment,
         gate_holds: tuple[str, ...] = (),
         gate_notes: str = "",
+        known: KnownSlot | None = None,
     ) -> DecisionOutcome:
         record = DecisionOutcome(decision, deployment.id).as_record()
         try:
-            change, refusal = self.admit(deployment, record, gate_holds=gate_holds, gate_notes=gate_notes)
+            change, refusal = self.admit(
+                deployment, record, gate_holds=gate_holds, gate_notes=gate_notes, known=known
+            )
         except DuplicateDeployment:
             return DecisionOutcome(decision, deployment.id)  # a concurrent retry of this change won
         if change is None:
@@ -224,11 +254,14 @@ class Controller:
         force: bool = False,
         gate_holds: tuple[str, ...] = (),
         gate_notes: str = "",
+        known: KnownSlot | None = None,
     ) -> tuple[SlotChange | None, str | None]:
         """Admit a new deployment into its service's slot, in one transaction with the `decision` that
         made it (a push's): start it, queue it, hold it, or refuse it. Returns the committed change, or
         None and the refusal. `force` (an operator's) deploys an artifact that failed there before, or
         that is live, again. `gate_holds` are its rule's gates still closed (`gate_notes` says how).
+        `known`: the slot and the artifact's failure mark as just read together; the first plan is made
+        from them (a stale slot fails the commit's condition, and the next plan reads both afresh).
 
         Raises DuplicateDeployment when the deployment is already recorded.
         """
@@ -237,7 +270,12 @@ class Controller:
         refusals: list[str] = []
 
         def plan(slot: Slot) -> SlotChange | None:
-            failure = None if force else self.ledger.failure(deployment.service, deployment.artifact)
+            if force:
+                failure = None
+            elif known is not None and slot is known.slot:
+                failure = known.failure  # read with this very slot
+            else:
+                failure = self.ledger.failure(deployment.service, deployment.artifact)
             if failure is not None:
                 refusals.append(_failure_refusal(deployment, failure))
                 return None
@@ -245,7 +283,13 @@ class Controller:
             held_by = (*holds(slot, deployment.trigger), *gate_holds)
             admission = admit(slot, newcomer, confirmed.get(live_id), held_by=held_by, check_live=not force)
             if isinstance(admission, CheckLive):
-                confirmed[live_id] = self._still_live(deployment.service, admission.live)
+                try:
+                    confirmed[live_id] = self._still_live(deployment.service, admission.live)
+                except TargetGone as gone:
+                    # Nothing runs there any more, and nothing can be deployed: a deployment would only
+                    # end in error, beside the one that deployed this artifact last.
+                    refusals.append(f"not deployed: the service no longer exists ({gone})")
+                    return None
                 admission = admit(slot, newcomer, confirmed[live_id], held_by=held_by)
             if isinstance(admission, Refused):
                 refusals.append(admission.reason)
@@ -253,7 +297,7 @@ class Controller:
             assert not isinstance(admission, CheckLive)
             return self._admission_change(deployment, admission, slot, decision, gate_notes)
 
-        change = self.slots.change(deployment.service, plan)
+        change = self.slots.change(deployment.service, plan, known.slot if known else None)
         if change is not None and change.created is None and not change.transitions:
             return None, refusals[-1]  # refused; the slot only took the re-push's newer position
         return change, (refusals[-1] if refusals else None)
@@ -277,18 +321,28 @@ class Controller:
             held = deployment.model_copy(
                 update={"status": Status.HELD, "held_by": admission.held_by, "detail": detail or "held"}
             )
-            notify = [(deployment.id, "Held")]
+            notify: list[tuple[Deployment | str, str]] = [(held, "Held")]
             if "approval" in admission.held_by:
-                notify.append((deployment.id, "Awaiting Approval"))
+                notify.append((held, "Awaiting Approval"))
             return SlotChange(admission.slot, created=held, puts=puts, notify=notify)
         released = deployment.status is Status.HELD  # a held deployment admitted at last: it exists
         if admission.start_now:
             if released:
                 moved = transition(deployment.id, Status.HELD, Status.STARTING, claimed_at=now, held_by=[])
                 return SlotChange(admission.slot, [moved], start=deployment.id)
-            created = deployment.model_copy(update={"status": Status.STARTING, "claimed_at": now})
+            # Its first call to App Runner is claimed in this transaction: it starts without another write.
+            created = deployment.model_copy(
+                update={
+                    "status": Status.STARTING,
+                    "claimed_at": now,
+                    "attempts": deployment.attempts + 1,
+                    "attempt_log": (*deployment.attempt_log, Attempt(at=now)),
+                }
+            )
             return SlotChange(admission.slot, created=created, puts=puts, start=deployment.id)
-        transitions, notify = [], [(deployment.id, "Queued")]
+        # A released held one is moved by a transition: only a read knows it whole.
+        queued: Deployment | str = deployment.id if released else deployment
+        transitions, notify = [], [(queued, "Queued")]
         if released:
             transitions.append(transition(deployment.id, Status.HELD, Status.QUEUED, held_by=[]))
         if admission.superseded:
@@ -307,16 +361,21 @@ class Controller:
         return SlotChange(admission.slot, transitions, created=new_record, puts=puts, notify=notify)
 
     def _still_live(self, service: str, live: Entry) -> bool:
-        return self.runs(service, live, record_outside=True)
+        """As `runs`, recording the operation that replaced the live one; raises TargetGone."""
+        return self._runs(service, live, record_outside=True)
 
-    def runs(self, service: str, live: Entry, record_outside: bool = False) -> bool:
+    def runs(self, service: str, live: Entry) -> bool:
         """Whether App Runner still runs what the ledger says is live: the same configuration and, unless
-        that pins a digest, no deployment since (a tag or branch redeployed may run something else).
-        With `record_outside`, the operation that replaced it is recorded as made outside pushdeploy."""
+        that pins a digest, no deployment since (a tag or branch redeployed may run something else)."""
         try:
-            configured = self.target.describe(service).configured
+            return self._runs(service, live)
         except TargetGone:
             return False
+
+    def _runs(self, service: str, live: Entry, record_outside: bool = False) -> bool:
+        """`runs`; with `record_outside`, the operation that replaced it is recorded as made outside
+        pushdeploy. Raises TargetGone when the service no longer exists."""
+        configured = self.target.describe(service).configured
         newest = next(
             (
                 op
@@ -376,7 +435,7 @@ class Controller:
             if active is None:
                 raise PushdeployError(f"slot of {service} names {slot.active.id}, which the ledger lacks")
             if active.status is Status.IN_PROGRESS:
-                self.runner.follow(active)
+                self.runner.follow(active, slot)
             elif active.status is Status.STARTING:
                 self.runner.recover_start(active)
             return

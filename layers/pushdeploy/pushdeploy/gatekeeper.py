@@ -126,9 +126,9 @@ class GateKeeper:
     def after_retry(self, held: Deployment) -> None:
         """A retried push whose held deployment exists: tell the world again (at least once) and let it
         replace its rule's older held ones, in case the first run died before doing either."""
-        self.controller.slots.notify_by_id(held.id, "Held")
+        self.controller.slots.notify(held.id, "Held")
         if "approval" in held.held_by:
-            self.controller.slots.notify_by_id(held.id, "Awaiting Approval")
+            self.controller.slots.notify(held.id, "Awaiting Approval")
         self.supersede_older_held(held)
 
     def supersede_older_held(self, newest: Deployment) -> None:
@@ -312,7 +312,7 @@ class GateKeeper:
             detail=f"rejected: {reason}",
         )
         if self.ledger.update(moved):
-            self.controller.slots.notify_by_id(deployment.id, "Rejected")
+            self.controller.slots.notify(deployment.id, "Rejected")
 
     def _supersede(self, deployment: Deployment, by: str | None, why: str | None = None) -> None:
         detail = why or f"replaced by the newer deployment {by} of its rule while held"
@@ -326,7 +326,7 @@ class GateKeeper:
             detail=detail,
         )
         if self.ledger.update(moved):
-            self.controller.slots.notify_by_id(deployment.id, "Superseded")
+            self.controller.slots.notify(deployment.id, "Superseded")
 
 
 class _Newer:

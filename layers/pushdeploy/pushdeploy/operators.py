@@ -265,7 +265,7 @@ class Operator:
             detail=detail,
         )
         if self.ledger.update(moved):
-            self.controller.slots.notify_by_id(deployment.id, "Superseded")
+            self.controller.slots.notify(deployment.id, "Superseded")
 
     def _release(self, deployment: Deployment) -> None:
         """Admit a held deployment now that nothing holds it; one the service has moved past is superseded

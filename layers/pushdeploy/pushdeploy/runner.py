@@ -37,6 +37,7 @@ from pushdeploy.domain.evidence import (
     own_operation,
     wanted_type,
 )
+from pushdeploy.domain.slot import Slot
 from pushdeploy.slots import Notifier, SlotKeeper, transition
 
 logger = Logger(service="pushdeploy", child=True)
@@ -80,7 +81,12 @@ class Runner:
 
     # --- starting ----------------------------------------------------------------------------------
 
-    def start_by_id(self, deployment_id: str) -> None:
+    def start_by_id(self, deployment_id: str, claimed: Deployment | None = None) -> None:
+        """Start the deployment that now holds its slot. `claimed`: the deployment as its admission just
+        created it, its first attempt claimed in that transaction, so App Runner is called at once."""
+        if claimed is not None:
+            self._call_claimed(claimed)
+            return
         deployment = self.ledger.deployment(deployment_id)
         if deployment is not None and deployment.status is Status.STARTING:
             self.start(deployment)
@@ -93,11 +99,15 @@ class Runner:
         claimed = deployment.model_copy(
             update={"attempts": deployment.attempts + 1, "attempt_log": (*deployment.attempt_log, attempt)}
         )
+        self._call_claimed(claimed)
+
+    def _call_claimed(self, claimed: Deployment) -> None:
+        """Call App Runner for a deployment whose attempt this invocation claimed; record what came of it."""
         try:
-            started = self._call(deployment)
+            started = self._call(claimed)
         except TargetBusy as busy:
             self._close_attempt(claimed, "unknown" if busy.maybe_started else "refused", str(busy))
-            self._after_busy(deployment.id, str(busy))
+            self._after_busy(claimed.id, str(busy))
             return
         except TargetRejected as rejected:
             self._close_attempt(claimed, "refused", str(rejected))
@@ -107,12 +117,12 @@ class Runner:
             outcome: AttemptOutcome = "unknown" if unavailable.maybe_started else "refused"
             self._close_attempt(claimed, outcome, f"App Runner unavailable, will retry: {unavailable}")
             logger.warning(
-                "App Runner unavailable", extra={"deployment": deployment.id, "error": str(unavailable)}
+                "App Runner unavailable", extra={"deployment": claimed.id, "error": str(unavailable)}
             )
             return
         closed = self._closed_log(claimed, "started")
         fields = {"attempt_log": closed, "configured": started.configured}
-        if deployment.action == "start_deployment" and deployment.kind_is_image:
+        if claimed.action == "start_deployment" and claimed.kind_is_image:
             fields["image"] = started.configured
         if not self._record_start(claimed, started.operation_id, self.clock(), "App Runner accepted", fields):
             self._lost_start_race(claimed, started.operation_id)
@@ -296,8 +306,9 @@ class Runner:
 
     # --- following ---------------------------------------------------------------------------------
 
-    def follow(self, deployment: Deployment) -> None:
-        """Settle an in-progress deployment whose operation ended; flag it when it runs too long."""
+    def follow(self, deployment: Deployment, read: Slot | None = None) -> None:
+        """Settle an in-progress deployment whose operation ended; flag it when it runs too long. `read`:
+        its service's slot as the caller just read it (settling plans from it first)."""
         try:
             operations = self.target.list_operations(deployment.service, since=deployment.started_at)
         except TargetGone as gone:
@@ -305,7 +316,7 @@ class Runner:
             return
         operation = next((op for op in operations if op.id == deployment.operation_id), None)
         if operation is not None:
-            self._settle_if_ended(deployment, operation)
+            self._settle_if_ended(deployment, operation, read)
             if settled_status(operation.status) is not None:
                 return
         else:
@@ -320,11 +331,13 @@ class Runner:
                 return
         self.flag_if_stuck(deployment)
 
-    def _settle_if_ended(self, deployment: Deployment, operation: Operation) -> None:
+    def _settle_if_ended(
+        self, deployment: Deployment, operation: Operation, read: Slot | None = None
+    ) -> None:
         outcome = settled_status(operation.status)
         if outcome is not None:
             detail = _outcome_detail(operation.id, operation.status)
-            self.slots.settle(deployment, outcome, operation_status=operation.status, detail=detail)
+            self.slots.settle(deployment, outcome, read, operation_status=operation.status, detail=detail)
 
     def flag_if_stuck(self, deployment: Deployment) -> None:
         now = self.clock()

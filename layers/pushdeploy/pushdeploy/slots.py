@@ -54,8 +54,18 @@ class SlotChange:
     transitions: list[Transition] = field(default_factory=list)
     created: Deployment | None = None
     puts: list[Put] = field(default_factory=list)
-    notify: list[tuple[str, str]] = field(default_factory=list)  # (deployment id, what happened)
+    # (the deployment, what happened): the deployment as committed, or its id when only a read knows it
+    notify: list[tuple[Deployment | str, str]] = field(default_factory=list)
     start: str | None = None  # the deployment that now holds the slot and must be started
+
+    def started_as_created(self) -> Deployment | None:
+        """The deployment to start when this change created it: admitted with its first attempt claimed in
+        the same transaction, it needs no read and no claim before App Runner is called."""
+        created = self.created
+        if created is None or created.id != self.start or created.status is not Status.STARTING:
+            return None
+        last = created.attempt_log[-1] if created.attempt_log else None
+        return created if last is not None and last.outcome is None else None
 
 
 def transition(deployment_id: str, from_status: Status, to_status: Status, **fields: Any) -> Transition:
@@ -76,18 +86,24 @@ class SlotKeeper:
         self.notifier = notifier
         self.clock = clock
         self.sleep = sleep
-        # Starts a deployment that now holds its slot (set by the controller: starting calls App Runner).
-        self.start: Callable[[str], None] = lambda deployment_id: None
+        # Starts a deployment that now holds its slot (set by the controller: starting calls App Runner);
+        # given the deployment as its admission created it (first attempt claimed), without a read.
+        self.start: Callable[[str, Deployment | None], None] = lambda deployment_id, created: None
         # The gates of a queued deployment's rule that are closed now it may start (set by the controller).
         self.closed_gates: Callable[[str], tuple[str, ...]] = lambda deployment_id: ()
 
-    def change(self, service: str, plan: Callable[[Slot], SlotChange | None]) -> SlotChange | None:
+    def change(
+        self, service: str, plan: Callable[[Slot], SlotChange | None], read: Slot | None = None
+    ) -> SlotChange | None:
         """Read the service's slot, plan a change, commit it conditioned on the slot's version; on a
         conflict read again and plan again. Once committed, tell the world and start the deployment that
         now holds the slot. None when `plan` finds nothing to do.
+
+        `read` is the slot as the caller just read it: the first plan is made from it without reading
+        again (if it is stale, the commit's condition fails and the loop reads afresh).
         """
         for _ in range(_MAX_SLOT_ATTEMPTS):
-            slot = self.ledger.slot(service)
+            slot, read = (read, None) if read is not None else (self.ledger.slot(service), None)
             change = plan(slot)
             if change is None:
                 return None
@@ -98,16 +114,17 @@ class SlotKeeper:
             except SlotConflict:
                 self.sleep(random.uniform(0.005, 0.05))  # noqa: S311 - jitter, not cryptography
                 continue
-            for deployment_id, what in change.notify:
-                self.notify_by_id(deployment_id, what)
+            for deployment, what in change.notify:
+                self.notify(deployment, what)
             if change.start:
-                self.start(change.start)
+                self.start(change.start, change.started_as_created())
             return change
         raise PushdeployError(f"service {service} is too contended: gave up after {_MAX_SLOT_ATTEMPTS} tries")
 
-    def settle(self, deployment: Deployment, status: Status, **fields: Any) -> bool:
+    def settle(self, deployment: Deployment, status: Status, read: Slot | None = None, **fields: Any) -> bool:
         """The active deployment ended: record the outcome (and a failure mark for its artifact), free the
-        slot, start the pending one. False when someone else settled it first."""
+        slot, start the pending one. False when someone else settled it first. `read`: the slot as the
+        caller just read it (see `change`)."""
 
         def plan(slot: Slot) -> SlotChange | None:
             if slot.active_id != deployment.id:
@@ -132,11 +149,11 @@ class SlotKeeper:
             puts = []
             if status in (Status.FAILED, Status.ROLLED_BACK) and deployment.artifact:
                 puts.append(Ledger.failure_put(deployment.service, deployment, status, now))
-            return SlotChange(
-                new_slot, transitions, puts=puts, notify=[(deployment.id, EVENT_NAMES[status])], start=next_id
-            )
+            settled = deployment.model_copy(update={"status": status, "settled_at": now, **fields})
+            notify: list[tuple[Deployment | str, str]] = [(settled, EVENT_NAMES[status])]
+            return SlotChange(new_slot, transitions, puts=puts, notify=notify, start=next_id)
 
-        return self.change(deployment.service, plan) is not None
+        return self.change(deployment.service, plan, read) is not None
 
     def requeue(self, deployment: Deployment, why: str) -> None:
         """App Runner is busy with an operation pushdeploy did not start: wait for it to end."""
@@ -219,7 +236,8 @@ class SlotKeeper:
             deployment_id, Status.QUEUED, Status.SUPERSEDED, settled_at=now, superseded_by=live, detail=detail
         )
 
-    def notify_by_id(self, deployment_id: str, what: str) -> None:
-        deployment = self.ledger.deployment(deployment_id)
-        if deployment is not None:
-            self.notifier.deployment_changed(deployment, what)
+    def notify(self, deployment: Deployment | str, what: str) -> None:
+        """Publish what happened to a deployment: as committed, or as read again when only its id is known."""
+        known = self.ledger.deployment(deployment) if isinstance(deployment, str) else deployment
+        if known is not None:
+            self.notifier.deployment_changed(known, what)

@@ -151,6 +151,27 @@ def deployment_from_item(item: Mapping[str, Any]) -> Deployment:
     return Deployment.model_validate({name: value for name, value in plain.items() if name in known})
 
 
+def _slot_from(item: Mapping[str, Any] | None) -> Slot:
+    if not item:
+        return Slot()
+    plain = _plain(item)
+    return Slot(
+        active=Entry.from_record(plain.get("active")),
+        pending=Entry.from_record(plain.get("pending")),
+        live=Entry.from_record(plain.get("live")),
+        version=int(plain["version"]),
+        paused=Pause.from_record(plain.get("paused")),
+    )
+
+
+def _deployment_or_none(item: Mapping[str, Any] | None) -> Deployment | None:
+    return deployment_from_item(item) if item else None
+
+
+def _plain_or_none(item: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return _plain(item) if item else None
+
+
 def _attempt(record: Mapping[str, Any]) -> Attempt:
     until = record.get("until")
     return Attempt(
@@ -180,6 +201,24 @@ def _listed(change_id: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ChangeReads:
+    """What deciding a change needs from the ledger, read in one call: the change's record, and for each
+    deployment it may create, whether it exists, its service's slot and its artifact's failure mark. Each
+    deployment's slot and failure mark are read atomically (one snapshot), so an admission planned from
+    them is exactly as sound as one planned from separate reads, and its commit still checks the slot."""
+
+    recorded: dict[str, Any] | None = None
+    deployments: Mapping[str, Deployment | None] = field(default_factory=dict)
+    slots: Mapping[str, Slot] = field(default_factory=dict)
+    failures: Mapping[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+
+
+# TransactGetItems reads at most 100 items; a change's record and three items per deployment fit in one call
+# for up to 33 deployments (a push that many rules deploy falls back to separate reads).
+_MOST_ITEMS_READ_AT_ONCE = 100
+
+
 class Ledger:
     """All ledger reads and writes. Takes a DynamoDB client; never creates one."""
 
@@ -195,15 +234,45 @@ class Ledger:
             Key=_item({"pk": f"SERVICE#{service}", "sk": _SLOT_SK}),
             ConsistentRead=True,
         ).get("Item")
-        if not found:
-            return Slot()
-        plain = _plain(found)
-        return Slot(
-            active=Entry.from_record(plain.get("active")),
-            pending=Entry.from_record(plain.get("pending")),
-            live=Entry.from_record(plain.get("live")),
-            version=int(plain["version"]),
-            paused=Pause.from_record(plain.get("paused")),
+        return _slot_from(found)
+
+    def reads_for_change(self, change_id: str, deployments: Sequence[Deployment]) -> ChangeReads | None:
+        """The change's record and, for each deployment it may create, the deployment, its service's slot
+        and its artifact's failure mark, in one serializable read (TransactGetItems). None when that read
+        is not possible (too many items, or a write in progress on one of them): read them one by one."""
+        keys: list[tuple[str, str]] = [(f"CHANGE#{change_id}", "CHANGE")]
+        for deployment in deployments:
+            keys.append((f"DEPLOYMENT#{deployment.id}", _DEPLOYMENT_SK))
+            keys.append((f"SERVICE#{deployment.service}", _SLOT_SK))
+            keys.append((f"SERVICE#{deployment.service}", f"FAILED#{deployment.artifact}"))
+        unique = list(dict.fromkeys(keys))
+        if len(unique) > _MOST_ITEMS_READ_AT_ONCE:
+            return None
+        try:
+            answer = self._client.transact_get_items(
+                TransactItems=[
+                    {"Get": {"TableName": self._table, "Key": _item({"pk": pk, "sk": sk})}}
+                    for pk, sk in unique
+                ]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                return None  # a transaction was writing one of them: read them one by one instead
+            raise
+        found = {key: response.get("Item") for key, response in zip(unique, answer["Responses"], strict=True)}
+        record = found[keys[0]]
+        return ChangeReads(
+            recorded=_plain(record) if record else None,
+            deployments={
+                d.id: _deployment_or_none(found[(f"DEPLOYMENT#{d.id}", _DEPLOYMENT_SK)]) for d in deployments
+            },
+            slots={d.service: _slot_from(found[(f"SERVICE#{d.service}", _SLOT_SK)]) for d in deployments},
+            failures={
+                (d.service, d.artifact): _plain_or_none(
+                    found[(f"SERVICE#{d.service}", f"FAILED#{d.artifact}")]
+                )
+                for d in deployments
+            },
         )
 
     def commit(
