@@ -97,6 +97,20 @@ def test_a_never_swept_source_is_looked_at_from_its_earliest_rule_on() -> None:
     assert all(c.pushed_at == at(30) and c.account == "111122223333" for c in found)
 
 
+def test_a_tag_a_tag_rule_names_is_dated_when_the_sweep_saw_it_not_by_the_images_first_push() -> None:
+    """`latest` moved by hand onto an image first pushed as v1.4.2, after a newer `latest` push: ECR still
+    dates that image by its first push, which would make the move look older than the push it followed.
+    Where a followed tag points is its newest push, so it is dated when the sweep saw it; other tags (a
+    glob's) keep the image's push time."""
+    (source,) = watched(
+        (rule("web-latest", repository="web", tag="latest"), T0),
+        (rule("web-all", repository="web", tag_glob="v*"), T0),
+    )
+    image = ListedImage("sha256:" + "2" * 64, ("v1.4.2", "latest"), at(30))
+    found = image_candidates(source, [image], None, at(300), seen_at=at(420))
+    assert {(c.tag, c.pushed_at) for c in found} == {("latest", at(420)), ("v1.4.2", at(30))}
+
+
 def test_images_younger_than_until_wait_for_the_next_sweep_and_untagged_ones_are_left_out() -> None:
     images = [
         ListedImage("sha256:" + "1" * 64, ("v1",), at(100)),

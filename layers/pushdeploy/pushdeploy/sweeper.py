@@ -108,7 +108,7 @@ class Sweeper:
         self, source: WatchedSource, kept: Mark | None, now: datetime, until: datetime, report: SweepReport
     ) -> Mark:
         images = self.reader.images(source.account, source.region, source.repository)
-        found = image_candidates(source, images, kept, until)
+        found = image_candidates(source, images, kept, until, seen_at=now)
         for change in found:
             self._unless_known(change, report)
         looked_at = {(change.tag, change.digest) for change in found}

@@ -166,16 +166,28 @@ def swept_until(now: datetime, grace: timedelta) -> datetime:
 
 
 def image_candidates(
-    source: WatchedSource, images: Sequence[ListedImage], mark: Mark | None, until: datetime
+    source: WatchedSource,
+    images: Sequence[ListedImage],
+    mark: Mark | None,
+    until: datetime,
+    seen_at: datetime | None = None,
 ) -> list[Change]:
     """One change per tag of every image pushed since the mark (less the overlap) and up to `until`,
     oldest first. A source never swept is looked at from its earliest rule on: nothing watched it before.
-    Untagged images are left out: no rule can match them."""
+    Untagged images are left out: no rule can match them.
+
+    A change is dated by the image's push time, except under a tag a `tag` rule names: ECR keeps an
+    image's first push time when a tag is moved onto it, so a re-tag would look older than the pushes it
+    followed. Where such a tag points is its newest push by definition, so it is dated when the sweep saw
+    it there (`seen_at`, the sweep's time)."""
     since = source.since if mark is None else mark.until - OVERLAP
     found = [image for image in images if since <= image.pushed_at <= until and image.tags]
     found.sort(key=lambda image: (image.pushed_at, image.digest))
+    followed = set(source.exact_tags) if seen_at is not None else set()
     return [
-        _image_change(source, tag, image.digest, image.pushed_at)
+        _image_change(
+            source, tag, image.digest, seen_at if tag in followed and seen_at is not None else image.pushed_at
+        )
         for image in found
         for tag in sorted(image.tags)
     ]
