@@ -2,7 +2,14 @@
 
 Decides for every rule that watches the repository, starts what must deploy, records it all. An image's
 scan (`ECR Image Scan`, `Inspector2 Scan`) comes here too: it opens the scan gate of the deployments held
-for it. Powertools idempotency on the EventBridge event id makes a redelivered event a no-op.
+for it.
+
+A redelivered event (EventBridge delivers at least once; Lambda retries) is a no-op without any
+idempotency table: each change is known by its change id (the event id and its position in the event),
+and the controller reads that change's record first and answers from it. Two deliveries at once meet in
+the admission transaction (the deployment, whose id comes from the change id, is written only if new)
+and the change's record is a conditional put, written once. A scan event delivered again finds no
+deployment still held for that scan and opens nothing.
 """
 
 from typing import Any
@@ -19,4 +26,4 @@ metrics = Metrics()
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return runtime.once_per_event(runtime.process_push, event, context, metrics)
+    return runtime.process_push(event, metrics)

@@ -6,7 +6,8 @@ Unhandled (U), per case:
 - the webhook answered 5xx to a request while no AWS fault was injected (it catches everything: a 500 is
   an exception it did not expect);
 - the dead-letter queue disagrees with the parser: an event the function's parser refuses is not there
-  exactly once, or an event it reads is there (a redelivery answered by idempotency is not read again);
+  exactly once (every delivery of it, a redelivery too: nothing remembers an event), or an event it reads
+  is there (a readable redelivery is answered from its change's record);
 - a valid case was refused: a signed fresh push of a watched repository not answered 202 with every
   change forwarded, or a well-formed EventBridge event refused;
 - a case took longer than `SLOW_SECONDS`.
@@ -49,7 +50,6 @@ FINISH_EVERY = 20  # cases between two rounds of "App Runner finishes what runs"
 FAIL_SHARE = 0.2  # the odds, every `FINISH_EVERY` cases, that a service's next deployment fails
 EPISODE_CASES = 2_000  # cases per cloud: its tables stay small, so moto stays fast
 EVENTBRIDGE_ENTRY_LIMIT = 262_144  # PutEvents: the entries of one request add up to at most 256 KB
-_IDEMPOTENT_FUNCTIONS = frozenset({"image_pushed", "commit_pushed"})
 
 Counter = Literal["unhandled", "deployed"]
 
@@ -168,7 +168,6 @@ class Fuzz:
         # Per episode:
         self._world: FuzzWorld | None = None
         self.calls_seen = 0
-        self.completed_ids: set[str] = set()  # idempotency keys of push events processed to the end
         self.recent: dict[str, tuple[str, int]] = {}  # the last few cases, by delivery id or event
         self._hook(patch)
 
@@ -184,7 +183,6 @@ class Fuzz:
         with FuzzWorld(self.seed * 1000 + self.episodes, start_seconds=self.clock) as world:
             self._world = world
             self.calls_seen = len(world.cloud.sim.calls)
-            self.completed_ids.clear()
             self.recent.clear()
             try:
                 yield world
@@ -404,12 +402,8 @@ class Fuzz:
         self.recent[_normalized(case.event)] = (describe, size)
         started = time.perf_counter()
         verdict = parser_verdict(case.function, case.event)
-        key = self.idempotency_key(case.function, case.event)
-        replayed = bool(key) and key in self.completed_ids
         answer = self.invoke(case.function, case.event, describe, size, must_accept=False)
-        if answer is not None and key:
-            self.completed_ids.add(key)
-        if answer is not None and verdict == "refused" and not replayed:
+        if answer is not None and verdict == "refused":
             # Dead-lettered exactly once; a dead letter where none is due turns up in `stray_dead_letters`.
             dead = self.world.dead_letters()
             self.report.dead_letters += len(dead)
@@ -441,12 +435,6 @@ class Fuzz:
             describe, size = self.recent.get(_normalized(event), (f"(event {shorten(event, 200)})", 0))
             detail = f"dead-lettered ({shorten(message.get('error'), 120)}) though the parser reads it"
             self.fail("unhandled", "dead-letter queue disagrees with the parser", detail, describe, size)
-
-    def idempotency_key(self, function: str, event: Any) -> str:
-        """Powertools' key for a push event (its id, as JSON): '' when the event is processed as is."""
-        if function not in _IDEMPOTENT_FUNCTIONS or not isinstance(event, Mapping) or not event.get("id"):
-            return ""
-        return json.dumps(event["id"], sort_keys=True, default=str)
 
     # --- shared --------------------------------------------------------------------------------------
 

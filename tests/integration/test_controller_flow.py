@@ -5,11 +5,18 @@ simulator keeps App Runner's rules (one operation at a time, operations take tim
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
+from typing import Any
 
+import pytest
+
+from pushdeploy import runtime
 from pushdeploy.adapters.rules_store import RulesStore
-from tests.integration.harness import REGISTRY, TABLES, Cloud
+from tests.integration.harness import ACCOUNT, REGION, REGISTRY, TABLES, Cloud, load_function
 
 DIGESTS = [f"sha256:{n:064x}" for n in range(1, 20)]
+CODECOMMIT_URL = "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/app"
 
 
 def test_exact_tag_push_starts_a_deployment_that_succeeds(cloud: Cloud, services: dict[str, str]) -> None:
@@ -78,11 +85,181 @@ def test_burst_in_flight_keeps_only_the_newest_waiting(cloud: Cloud, services: d
 
 
 def test_duplicate_event_gives_one_deployment(cloud: Cloud, services: dict[str, str]) -> None:
+    """EventBridge delivers at least once: the same event again is answered from its change's record (no
+    idempotency table), naming the same deployment, and nothing is decided or deployed again."""
     event = cloud.ecr_push_event("latest", DIGESTS[0])
-    cloud.invoke("image_pushed", event)
-    cloud.invoke("image_pushed", event)
+    first = cloud.invoke("image_pushed", event)
+    writes = _ledger_writes(cloud)
+    second = cloud.invoke("image_pushed", event)
+    assert second == first
+    (deployment,) = cloud.deployments(services["staging"])
+    assert first["deployments"] == [deployment.id]
     assert len(cloud.calls("StartDeployment")) == 1
-    assert len(cloud.deployments(services["staging"])) == 1
+    assert writes() == []  # read, not written again
+    assert [e["detail-type"] for e in cloud.published()] == ["Deployment Started"]
+
+
+def test_duplicate_commit_event_gives_one_deployment(cloud: Cloud) -> None:
+    service = cloud.create_code_service("app-code", CODECOMMIT_URL)
+    code = {"provider": "codecommit", "repository": "app", "branch": "main"}
+    cloud.apply_rules([{"id": "app", "service": service, "code": code}])
+    event = _codecommit_event(cloud, "c" * 40, "b" * 40)
+    first = cloud.invoke("commit_pushed", event)
+    second = cloud.invoke("commit_pushed", event)
+    assert second == first
+    (deployment,) = cloud.deployments(service)
+    assert first["deployments"] == [deployment.id]
+    assert len(cloud.calls("StartDeployment")) == 1
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")  # one flush took both's metrics
+def test_the_same_event_delivered_twice_at_once_deploys_once(
+    cloud: Cloud, services: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deliveries of one event in two containers at once, both past reading the change's record and
+    its deployment before either writes: the admission transaction lets one in, the other is told its
+    deployment exists (DuplicateDeployment) and reports it; the change's record is written once."""
+    event = cloud.ecr_push_event("latest", DIGESTS[0])
+    _separate_containers(cloud, monkeypatch)
+    barrier = threading.Barrier(2, timeout=20)
+    waited: set[int] = set()
+
+    def first_write_waits(**_: Any) -> None:  # each thread's first ledger write: both have read
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+
+    dynamodb = runtime.client("dynamodb")
+    for write in ("TransactWriteItems", "PutItem", "UpdateItem"):
+        dynamodb.meta.events.register(f"before-call.dynamodb.{write}", first_write_waits)
+    answers = _in_two_threads(lambda: cloud.invoke("image_pushed", event))
+
+    (deployment,) = cloud.deployments(services["staging"])
+    assert len(cloud.calls("StartDeployment")) == 1
+    assert [answer["deployments"] for answer in answers] == [[deployment.id], [deployment.id]]
+    record = cloud.ledger.change(answers[0]["changes"][0])
+    assert record is not None
+    assert [d["deployment"] for d in record["decisions"] if d["rule"] == "web-staging"] == [deployment.id]
+    assert cloud.invoke("image_pushed", event)["deployments"] == [deployment.id]
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_the_delivery_that_loses_the_admission_may_write_the_record_and_names_the_deployment(
+    cloud: Cloud, services: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deliveries at once: B has read everything and waits before its first write while A commits
+    its admission; A then waits until B has answered, so B's change record is the one written. B's
+    admission fails on the deployment A created (DuplicateDeployment): its answer and the record name A's
+    deployment."""
+    event = cloud.ecr_push_event("latest", DIGESTS[0])
+    _separate_containers(cloud, monkeypatch)
+    b_reached_write, a_committed, b_done = threading.Event(), threading.Event(), threading.Event()
+    names: dict[int, str] = {}
+    steps: list[str] = []
+
+    def before_write(model: Any, **_: Any) -> None:
+        who = names.get(threading.get_ident())
+        if who == "B" and "b waits" not in steps:
+            steps.append("b waits")
+            b_reached_write.set()
+            assert a_committed.wait(20)
+        elif who == "A" and model.name == "TransactWriteItems" and "a commits" not in steps:
+            assert b_reached_write.wait(20)
+            steps.append("a commits")
+
+    def after_write(model: Any, **_: Any) -> None:
+        who = names.get(threading.get_ident())
+        if who == "A" and model.name == "TransactWriteItems" and "a committed" not in steps:
+            steps.append("a committed")
+            a_committed.set()
+            assert b_done.wait(20)
+
+    dynamodb = runtime.client("dynamodb")
+    for write in ("TransactWriteItems", "PutItem", "UpdateItem"):
+        dynamodb.meta.events.register(f"before-call.dynamodb.{write}", before_write)
+        dynamodb.meta.events.register(f"after-call.dynamodb.{write}", after_write)
+    answers: dict[str, dict[str, Any]] = {}
+
+    def deliver(who: str) -> None:
+        names[threading.get_ident()] = who
+        try:
+            answers[who] = cloud.invoke("image_pushed", event)
+        finally:
+            if who == "B":
+                b_done.set()
+
+    threads = [threading.Thread(target=deliver, args=(who,)) for who in "AB"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert steps == ["b waits", "a commits", "a committed"]
+    (deployment,) = cloud.deployments(services["staging"])
+    assert len(cloud.calls("StartDeployment")) == 1
+    assert answers["A"]["deployments"] == answers["B"]["deployments"] == [deployment.id]
+    record = cloud.ledger.change(answers["A"]["changes"][0])
+    assert record is not None
+    assert [d["deployment"] for d in record["decisions"] if d["rule"] == "web-staging"] == [deployment.id]
+
+
+def _separate_containers(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every invocation on a controller of its own, as in two Lambda containers (same AWS clients)."""
+    cloud.functions.setdefault("image_pushed", load_function("image_pushed"))  # loaded before the threads
+    monkeypatch.setattr(runtime, "controller", lambda metrics=None: runtime.make_controller(metrics))
+
+
+def _in_two_threads(invoke: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
+    answers: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            answers.append(invoke())
+        except BaseException as error:  # reported by the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    return answers
+
+
+def _ledger_writes(cloud: Cloud) -> Callable[[], list[str]]:
+    """From now on, the write operations the handlers send to DynamoDB."""
+    seen: list[str] = []
+
+    def note(model: Any, **_: Any) -> None:
+        if model.name in ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"):
+            seen.append(model.name)
+
+    runtime.client("dynamodb").meta.events.register("before-call.dynamodb", note)
+    return lambda: list(seen)
+
+
+def _codecommit_event(cloud: Cloud, commit: str, previous: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": "codecommit-dup-1",
+        "detail-type": "CodeCommit Repository State Change",
+        "source": "aws.codecommit",
+        "account": ACCOUNT,
+        "time": cloud.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:codecommit:{REGION}:{ACCOUNT}:app"],
+        "detail": {
+            "commitId": commit,
+            "oldCommitId": previous,
+            "event": "referenceUpdated",
+            "referenceFullName": "refs/heads/main",
+            "referenceName": "main",
+            "referenceType": "branch",
+            "repositoryName": "app",
+        },
+    }
 
 
 def test_same_digest_under_several_tags_deploys_once_per_service(

@@ -6,13 +6,15 @@ the counts; when no scan comes within `wait`, the reconciler applies `on_timeout
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
+from pushdeploy import runtime
 from pushdeploy.domain.deployments import Deployment
 from pushdeploy.local.inprocess import put_image
-from tests.integration.harness import ACCOUNT, Cloud
+from tests.integration.harness import ACCOUNT, Cloud, load_function
 
 WAIT_SECONDS = 30 * 60
 LIMITS = {"critical": 0, "high": 1}
@@ -122,13 +124,109 @@ def test_a_scan_of_the_same_digest_in_another_repository_opens_nothing(cloud: Cl
 
 
 def test_a_scan_event_delivered_twice_starts_the_deployment_once(cloud: Cloud, prod: str) -> None:
+    """No idempotency record: the redelivery looks again and finds nothing held for that scan."""
     digest = push(cloud)
     cloud.record_scan(digest, {})
     event = cloud.ecr_scan_event(digest, {})
-    scanned(cloud, event)
-    cloud.invoke("image_pushed", event)  # EventBridge's redelivery
+    held = only(cloud, prod)
+    cloud.published()
+    assert scanned(cloud, event)["deployments"] == [held.id]
+    assert scanned(cloud, event)["deployments"] == []  # EventBridge's redelivery
     assert len(cloud.calls("UpdateService")) == 1
     assert str(only(cloud, prod).status) == "in_progress"
+    assert published_types(cloud) == ["Deployment Started"]
+
+
+def test_a_scan_event_delivered_twice_while_another_gate_holds_changes_nothing_more(cloud: Cloud) -> None:
+    """Held for its scan and an approval: the scan's gate opens once; the redelivery finds the deployment
+    held only for its approval and leaves it (and the scan it recorded) as it is."""
+    service = cloud.create_image_service("web-prod", tag="v1.0.0")
+    gates = {"scan": {"max": LIMITS, "wait": "30m"}, "approval": {"required": True, "timeout": "1h"}}
+    image = {"repository": "web", "semver": "^1.0.0"}
+    cloud.apply_rules([{"id": "web-prod", "service": service, "image": image, "gates": gates}])
+    digest = push(cloud)
+    cloud.record_scan(digest, {"HIGH": 1})
+    event = cloud.ecr_scan_event(digest, {"HIGH": 1})
+    scanned(cloud, event)
+    after_first = only(cloud, service)
+    assert (str(after_first.status), after_first.held_by) == ("held", ("approval",))
+    cloud.published()
+    cloud.sim.calls.clear()
+    cloud.advance(60)
+    assert scanned(cloud, event)["deployments"] == []
+    assert only(cloud, service) == after_first
+    assert published_types(cloud) == []
+    assert cloud.sim.calls == []
+
+
+def test_a_failed_scans_event_delivered_again_keeps_it_held_and_a_late_copy_changes_nothing(
+    cloud: Cloud,
+) -> None:
+    """on_timeout hold: a failed scan's event delivered twice keeps the deployment held for its scan (the
+    failure recorded again); once the scan is done again and the deployment started, a late copy of the
+    failed scan's event finds nothing held for it."""
+    service = gated(cloud, on_timeout="hold")
+    digest = push(cloud)
+    cloud.record_scan(digest, {}, status="FAILED")
+    failed = cloud.ecr_scan_event(digest, {}, status="FAILED")
+    scanned(cloud, failed)
+    held = only(cloud, service)
+    assert scanned(cloud, failed)["deployments"] == [held.id]
+    again = only(cloud, service)
+    assert (str(again.status), again.held_by, again.detail) == ("held", ("scan",), held.detail)
+    assert again.gate_facts["scan"]["status"] == "FAILED"
+    cloud.record_scan(digest, {"LOW": 1})
+    scanned(cloud, cloud.ecr_scan_event(digest, {"LOW": 1}))
+    assert scanned(cloud, failed)["deployments"] == []
+    started = only(cloud, service)
+    assert str(started.status) == "in_progress"
+    assert started.gate_facts["scan"]["counts"] == {"LOW": 1}
+    assert len(cloud.calls("UpdateService")) == 1
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")  # one flush took both's metrics
+def test_a_scan_event_delivered_twice_at_once_starts_the_deployment_once(
+    cloud: Cloud, prod: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deliveries of the scan's event in two containers at once, both past reading the held
+    deployment before either writes: one records the scan and admits it, the other's writes are refused
+    by their conditions (the scan already recorded, the deployment no longer held) and change nothing."""
+    digest = push(cloud)
+    cloud.record_scan(digest, {})
+    event = cloud.ecr_scan_event(digest, {})
+    cloud.published()
+    cloud.functions.setdefault("image_pushed", load_function("image_pushed"))  # loaded before the threads
+    monkeypatch.setattr(runtime, "controller", lambda metrics=None: runtime.make_controller(metrics))
+    barrier = threading.Barrier(2, timeout=20)
+    waited: set[int] = set()
+
+    def first_write_waits(**_: Any) -> None:
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+
+    dynamodb = runtime.client("dynamodb")
+    for write in ("TransactWriteItems", "PutItem", "UpdateItem"):
+        dynamodb.meta.events.register(f"before-call.dynamodb.{write}", first_write_waits)
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            scanned(cloud, event)
+        except BaseException as error:  # reported by the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert len(waited) == 2
+    assert len(cloud.calls("UpdateService")) == 1
+    started = only(cloud, prod)
+    assert str(started.status) == "in_progress"
+    assert published_types(cloud) == ["Deployment Started"]
 
 
 # --- enhanced scanning: Inspector's event ---------------------------------------------------------------

@@ -7,11 +7,14 @@ Lambda as modelled here:
   last attempt never gets an injected crash (a crash there would only move the event to the dead-letter
   queue, which is not what is under test); a handler that fails on its own three times does dead-letter
   it, and the push then shows up as never processed.
-- A crash is a `SimulatedCrash` (a BaseException): Powertools' idempotency record of the event stays
-  INPROGRESS, as after a real timeout; by the time Lambda retries (a minute later) that in-progress record
-  has expired, so the engine deletes it before the retry can run.
-- An overlapping invocation of the same event gets Powertools' "already in progress" answer: for Lambda
-  that is a failed attempt of that delivery, retried later like any other.
+- A crash is a `SimulatedCrash` (a BaseException): the invocation stops where it is, as after a real
+  timeout, leaving what it wrote. Lambda's retry runs the event again from the start: the push functions
+  keep no idempotency records, so it finds the change's record (then answers from it) or the crashed
+  run's deployments and decisions in the ledger.
+- An overlapping invocation of the same event (a redelivery while the first still runs) runs to its end
+  inside the other's AWS call, as nothing serializes two deliveries in production: both decide the same
+  change, and the ledger's conditional writes (the deployment, the admission, the change's record) must
+  keep it to one deployment and one record.
 - A crashed reconciler run just ends; the next tick runs. So does a crashed sweep (the sweeper, on its
   own schedule): the next one looks again from the marks the crashed one did not move.
 - Every image push lands in ECR. Its event may be delivered, held back and delivered late, or lost at
@@ -19,8 +22,9 @@ Lambda as modelled here:
   sweep's grace period and sweeps again: a moved tag or branch head is looked up once a sweep has seen
   it and the grace period has passed since.
 - Concurrency is an overlap: inside one invocation's AWS call (a hook point), another whole invocation
-  runs first (a second reconciler run, an App Runner status event, the same push again, another push
-  held back, or a sweep), as another Lambda container would: with its own controller, on the same AWS.
+  runs first (a second reconciler run, an App Runner status event, the same push or scan event again,
+  another push held back, or a sweep), as another Lambda container would: with its own controller, on
+  the same AWS. A `redeliver` step delivers a push's or a scan's event again, later.
 
 Gates (DESIGN 4.7): an episode's plan draws the gates of some of its rules (`gating`), always leaving
 one rule ungated; `gate_steps` runs the steps that open and close them (scans, operators' approvals and
@@ -44,7 +48,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pushdeploy.domain import deployments as pushdeploy_deployments
@@ -67,7 +70,6 @@ from tests.simulation.schedule import (
 )
 from tests.simulation.world import (
     CODE_REPOSITORY,
-    IDEMPOTENCY_TABLE,
     IMAGE_REPOSITORY,
     LEDGER_TABLE,
     START_GRACE_SECONDS,
@@ -95,7 +97,7 @@ FAULT_KINDS = (
     "vanished_service",
 )
 _SCHEDULED = {"source": "aws.events", "detail-type": "Scheduled Event"}
-_PUSH_FUNCTIONS = frozenset({"image_pushed", "commit_pushed"})
+_PUSH_FUNCTIONS = frozenset({"image_pushed", "commit_pushed"})  # a push's or a scan's event
 
 
 class _Discard(io.TextIOBase):
@@ -152,7 +154,7 @@ class Episode:
         self.held: list[Delivery] = []  # push and scan events held back, delivered late
         self.retries: list[Delivery] = []  # failed attempts Lambda will retry
         self.held_events: list[dict[str, Any]] = []  # App Runner status events delivered late
-        self.sent: dict[str, Delivery] = {}  # push events delivered at least once (for redelivery)
+        self.sent: dict[str, Delivery] = {}  # push and scan events delivered at least once (redelivery)
         self.running: list[Delivery] = []  # the deliveries being invoked, outermost first
         self.to_check: list[Push] = []  # answered pushes whose records to check
         self.to_peek: list[Push] = []  # failed attempts whose records (if written) to remember
@@ -357,6 +359,8 @@ class Episode:
             if push.first_delivered_at is None:
                 push.first_delivered_at = self.world.now()
             self.sent.setdefault(push.event_id, replace(delivery, attempt=0))
+        elif delivery.function in _PUSH_FUNCTIONS:  # a scan's event: delivered again like a push's
+            self.sent.setdefault(f"scan {delivery.event.get('id')}", replace(delivery, attempt=0))
         last_attempt = delivery.attempt >= _MAX_ATTEMPTS - 1
         self.running.append(delivery)
         try:
@@ -380,15 +384,10 @@ class Episode:
         if self.quiescing:
             fault = None
         self.hooks.begin(fault)
-        crashed = False
         try:
             with contextlib.redirect_stdout(_DISCARD):  # the functions' metrics (EMF lines)
                 return self.cloud.invoke(function, event)
         except SimulatedCrash:
-            crashed = True
-            return None
-        except IdempotencyAlreadyInProgressError:
-            self.counts["in_progress_answer"] += 1
             return None
         except Exception as error:
             self.counts["handler_error"] += 1
@@ -396,20 +395,6 @@ class Episode:
             return None
         finally:
             self.hooks.end()
-            if crashed and function in _PUSH_FUNCTIONS and not self.hooks.in_handler:
-                self._expire_in_progress_records()
-
-    def _expire_in_progress_records(self) -> None:
-        """The crashed invocation's idempotency record has expired by the time Lambda retries."""
-        dynamodb = self.cloud.dynamodb
-        found = dynamodb.scan(
-            TableName=IDEMPOTENCY_TABLE,
-            FilterExpression="#status = :in_progress",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":in_progress": {"S": "INPROGRESS"}},
-        )
-        for item in found.get("Items", []):
-            dynamodb.delete_item(TableName=IDEMPOTENCY_TABLE, Key={"id": item["id"]})
 
     def _answered(self, push: Push, answer: dict[str, Any]) -> None:
         changes = [str(change) for change in answer.get("changes", [])]
@@ -433,7 +418,7 @@ class Episode:
         """Inside another invocation's AWS call: one more whole invocation, in another container."""
         with separate_container():
             outer = self.running[-1] if self.running else None
-            if kind == "same_event" and outer is not None and outer.push is not None:
+            if kind == "same_event" and outer is not None and outer.function in _PUSH_FUNCTIONS:
                 self.counts["duplicate"] += 1
                 self._deliver(replace(outer, attempt=0), None)
             elif kind == "other_push" and self.held:

@@ -1,8 +1,8 @@
 """Crash and overlap injection at the AWS client layer, and who started each App Runner operation.
 
 botocore handlers on the handlers' own DynamoDB client and on the App Runner client number every *hook
-point* of an invocation: before and after each DynamoDB call on the ledger table (the idempotency and rules
-tables are left alone) and each App Runner call. At the point its `Fault` names, an invocation crashes
+point* of an invocation: before and after each DynamoDB call on the ledger table (the rules table is
+left alone) and each App Runner call. At the point its `Fault` names, an invocation crashes
 (`SimulatedCrash`), or another whole invocation runs first (an overlap), which is how concurrency is
 modelled deterministically: one Lambda stops inside an AWS call while another runs from start to end.
 """
@@ -78,10 +78,6 @@ class Hooks:
 
     def end(self) -> None:
         self.frames.pop()
-
-    @property
-    def in_handler(self) -> bool:
-        return bool(self.frames)
 
     def _point(self, where: str) -> None:
         """`where`: before_dynamodb, after_dynamodb, before_apprunner or after_apprunner."""

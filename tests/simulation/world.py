@@ -476,9 +476,9 @@ class World:
 
 @contextlib.contextmanager
 def separate_container() -> Iterator[None]:
-    """Run an overlapping invocation as another Lambda container would: its own controller and
-    idempotency runner (same AWS clients, so the hooks still see its calls)."""
-    saved = {name: getattr(runtime, name) for name in ("_controller", "_once") if hasattr(runtime, name)}
+    """Run an overlapping invocation as another Lambda container would: its own controller (same AWS
+    clients, so the hooks still see its calls)."""
+    saved = {name: getattr(runtime, name) for name in ("_controller",) if hasattr(runtime, name)}
     for name in saved:
         setattr(runtime, name, None)
     sweepers = getattr(runtime, "_sweepers", None)  # the container's sweeper holds its controller
@@ -525,4 +525,3 @@ def handler_clients(cloud: Cloud) -> SimpleNamespace:
 
 
 LEDGER_TABLE = TABLES["LedgerTable"]
-IDEMPOTENCY_TABLE = TABLES["IdempotencyTable"]

@@ -79,7 +79,6 @@ GLOBAL_ENV = {
     "POWERTOOLS_LOG_LEVEL",
     "LEDGER_TABLE",
     "RULES_TABLE",
-    "IDEMPOTENCY_TABLE",
     "EVENT_BUS_NAME",
     "ENVIRONMENT_NAME",
     "STUCK_AFTER_SECONDS",
@@ -245,7 +244,6 @@ def test_globals(template: dict[str, Any]) -> None:
     assert variables["EVENT_BUS_NAME"] == "default"
     assert _ref(variables["LEDGER_TABLE"]) == "LedgerTable"
     assert _ref(variables["RULES_TABLE"]) == "RulesTable"
-    assert _ref(variables["IDEMPOTENCY_TABLE"]) == "IdempotencyTable"
     assert _ref(variables["ENVIRONMENT_NAME"]) == "EnvironmentName"
 
 
@@ -560,6 +558,21 @@ def test_idempotency_table_layout(resources: dict[str, Any]) -> None:
     assert _keys(props["KeySchema"]) == {"HASH": "id"}
     assert _attribute_types(props) == {"id": "S"}
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_only_the_webhook_uses_the_idempotency_table(functions: dict[str, Any]) -> None:
+    """The push functions keep no idempotency records: a redelivered event is answered from its change's
+    record in the ledger. The webhook remembers its deliveries there (its own variable, its own grants)."""
+    table = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    for logical_id, function in functions.items():
+        granted = {a for s in _statements(function) if table in _as_list(s["Resource"]) for a in _actions(s)}
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        if logical_id == "WebhookFunction":
+            assert _ref(variables["IDEMPOTENCY_TABLE"]) == "IdempotencyTable"
+            assert granted == {f"dynamodb:{a}" for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")}
+        else:
+            assert "IDEMPOTENCY_TABLE" not in variables, logical_id
+            assert granted == set(), logical_id
 
 
 # --------------------------------------------------------------------------------------------------------

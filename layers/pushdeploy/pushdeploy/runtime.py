@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
@@ -108,9 +108,8 @@ def on_reset(hook: Callable[[], None]) -> None:
 
 def reset() -> None:
     """Forget the container's controller and clients (tests change the environment between cases)."""
-    global _controller, _once
+    global _controller
     _controller = None
-    _once = None
     _sweepers.clear()
     for hook in _reset_hooks:
         hook()
@@ -155,7 +154,17 @@ def _count(metrics: MetricsSink | None, name: str, value: float = 1) -> None:
 
 
 def process_push(event: Any, metrics: MetricsSink | None = None) -> dict[str, Any]:
-    """An ECR, CodeCommit or forwarded webhook event: decide, deploy, record."""
+    """An ECR, CodeCommit or forwarded webhook event: decide, deploy, record.
+
+    Safe to run again for the same event, with no record of events kept here: EventBridge delivers at
+    least once and Lambda retries. A change is known by its change id (the EventBridge event id and the
+    change's position in it, or what a webhook push signed), and the controller reads the change's record
+    first: a change already decided is answered from it, deploying nothing. Two deliveries decided at
+    the same time make one deployment per rule: its id comes from the change id and the rule, and the
+    admission transaction writes it only if new (and only on the slot it read); the change's record is
+    a conditional put, written once. A scan event only says when to look: the gate facts are written
+    on conditions (a deployment still held, a scan not recorded yet), so a scan event delivered again
+    finds nothing held for it, or looks at the same facts again."""
     parsed_at = parse_or_dead_letter(event, _parse_push)
     if parsed_at is None:
         _count(metrics, "EventsRejected")
@@ -247,51 +256,3 @@ def _sweeper(own_account: str, metrics: MetricsSink | None) -> Sweeper:
             controller(metrics), SourceReader(clients), rules, grace, clock=lambda: utc_now()
         )
     return _sweepers[own_account]
-
-
-_once: Callable[..., dict[str, Any]] | None = None
-
-
-def once_per_event(
-    process: Callable[[Any, MetricsSink | None], dict[str, Any]],
-    event: Any,
-    context: Any,
-    metrics: MetricsSink | None = None,
-) -> dict[str, Any]:
-    """`process(event)` at most once per EventBridge event id (Powertools idempotency, kept 24 hours:
-    as long as EventBridge may redeliver). An event without an id is processed as is: it is refused by
-    the parser anyway."""
-    if not isinstance(event, Mapping) or not event.get("id"):
-        return process(event, metrics)
-    global _once
-    if _once is None:
-        _once = _idempotent_runner(context)
-    answer = _once(event=dict(event), process=process, metrics=metrics)
-    if answer.get("replayed"):
-        _count(metrics, "EventsReplayed")
-    return answer
-
-
-def _idempotent_runner(context: Any) -> Callable[..., dict[str, Any]]:
-    from aws_lambda_powertools.utilities.idempotency import (
-        DynamoDBPersistenceLayer,
-        IdempotencyConfig,
-        idempotent_function,
-    )
-
-    persistence = DynamoDBPersistenceLayer(
-        table_name=_env("IDEMPOTENCY_TABLE"),
-        boto3_client=client("dynamodb"),  # type: ignore[arg-type]
-    )
-    config = IdempotencyConfig(
-        event_key_jmespath="id",
-        expires_after_seconds=24 * 3600,
-        response_hook=lambda answer, _record: {**answer, "replayed": True},
-    )
-    config.register_lambda_context(context)
-
-    def run(event: dict[str, Any], process: Callable[..., dict[str, Any]], metrics: Any) -> dict[str, Any]:
-        return process(event, metrics)
-
-    once = idempotent_function(data_keyword_argument="event", persistence_store=persistence, config=config)
-    return cast("Callable[..., dict[str, Any]]", once(run))
