@@ -794,3 +794,35 @@ def test_the_live_release_pushed_again_after_its_service_was_deleted_is_refused_
     assert again["deployments"] == []
     assert "no longer exists" in decision(cloud, again["changes"][0], "web-prod")["note"]
     assert cloud.statuses(prod) == ["succeeded"]
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")  # the nested twin flushed them
+def test_a_delivery_racing_its_twin_reports_the_twins_deployment_never_refuses_itself(
+    cloud: Cloud, services: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deliveries of one event at once. The first one's commit loses to another writer on the service
+    (a conflict), and meanwhile its twin admits the change's deployment and records the change. Planning
+    again, the first finds that deployment in the slot: it is its own, reported as the change's, never a
+    refusal "already being deployed as <its own id>" (which, written first, would say the push deployed
+    nothing and expire)."""
+    from pushdeploy.adapters.ledger import Ledger, SlotConflict
+
+    staging = services["staging"]
+    event = cloud.ecr_push_event("latest", DIGESTS[1])
+    commit = Ledger.commit
+    twin_ran: list[bool] = []
+
+    def commit_after_the_twin(ledger: Ledger, *args: Any, **kwargs: Any) -> None:
+        if not twin_ran:
+            twin_ran.append(True)
+            cloud.invoke("image_pushed", event)  # the twin, from start to end
+            raise SlotConflict(staging)
+        commit(ledger, *args, **kwargs)
+
+    monkeypatch.setattr(Ledger, "commit", commit_after_the_twin)
+    answer = cloud.invoke("image_pushed", event)
+    monkeypatch.undo()
+
+    (deployment,) = cloud.deployments(staging)
+    assert answer["deployments"] == [deployment.id]
+    assert cloud.invoke("image_pushed", event)["deployments"] == [deployment.id]  # and from the record

@@ -270,6 +270,10 @@ class Controller:
         refusals: list[str] = []
 
         def plan(slot: Slot) -> SlotChange | None:
+            if deployment.id in {entry.id for entry in (slot.active, slot.pending, slot.live) if entry}:
+                # A concurrent delivery of this very change committed it since it was read: it is this
+                # change's deployment, never a reason to refuse the change against itself.
+                raise DuplicateDeployment(deployment.id)
             if force:
                 failure = None
             elif known is not None and slot is known.slot:
