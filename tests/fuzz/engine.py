@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError
 
 from pushdeploy import webhook
 from pushdeploy.adapters.ledger import Ledger
-from pushdeploy.domain.deployments import Deployment, signed_change_id
+from pushdeploy.domain.deployments import Deployment, Status, signed_change_id
 from pushdeploy.errors import EventError
 from pushdeploy.sources.eventbridge import parse_eventbridge_event
 from pushdeploy.sources.forwarded import is_forwarded, parse_forwarded
@@ -258,6 +258,8 @@ class Fuzz:
             deployment = kwargs.get("created", args[4] if len(args) > 4 else None)
             if deployment is not None:
                 created.append(deployment)
+                if deployment.status is Status.STARTING and deployment.attempt_log:
+                    claimed.append(deployment)  # admitted with its first App Runner attempt claimed
 
         def record_hook(ledger: Ledger, deployment: Deployment) -> bool:
             written = record(ledger, deployment)

@@ -366,7 +366,6 @@ def exercise_the_sweep(cloud: Cloud, recorder: CallRecorder, staging: str, prod:
     tag: UpdateService), in another account's (through its role), and in CodeCommit (a branch pattern)."""
     cloud.finish_operations()
     cloud.reconcile()
-    cloud.apprunner.start_deployment(ServiceArn=staging)  # by hand: App Runner answers the sweep "busy"
     put_image("latest")
     put_image("v1.9.0")
     put_image("latest", SWEPT_REPOSITORY)  # held for its scan, asked for
@@ -383,6 +382,7 @@ def exercise_the_sweep(cloud: Cloud, recorder: CallRecorder, staging: str, prod:
             {"id": "theirs", "service": prod, "image": theirs},
         ]
     )
+    cloud.apprunner.start_deployment(ServiceArn=staging)  # by hand: App Runner answers the sweep "busy"
     codecommit = boto3.client("codecommit", region_name=REGION)
     codecommit.meta.events.register("before-parameter-build.*.*", recorder)
     with Stubber(codecommit) as stubber, _sweeper_codecommit(codecommit):
