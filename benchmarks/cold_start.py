@@ -70,20 +70,33 @@ def median_ms(statement: str, layer: Path, cwd: Path, samples: int) -> float:
     return statistics.median(sample(statement, layer, cwd) for _ in range(samples)) * 1000
 
 
+def paired(function: str, layer: Path, samples: int) -> tuple[float, float, float]:
+    """The function's cold import and a bare `import boto3`, sampled in alternation so that both see the
+    same moment of a noisy machine: (function ms, boto3 ms, the median of the per-pair ratios)."""
+    folder = ROOT / "functions" / function
+    sample("import boto3", layer, ROOT), sample("import app", layer, folder)  # warm the OS file cache
+    pairs = [
+        (sample("import app", layer, folder), sample("import boto3", layer, ROOT)) for _ in range(samples)
+    ]
+    ratio = statistics.median(app / bare for app, bare in pairs)
+    function_ms = statistics.median(app for app, _ in pairs) * 1000
+    return function_ms, statistics.median(bare for _, bare in pairs) * 1000, ratio
+
+
 def measure(samples: int = 11) -> dict[str, float]:
     """`cold_import_ratio` of bench.json: each function's cold import (precompiled layer) over a bare
-    `import boto3`, both timed in this run (the machine is noisy; a ratio of one run is comparable)."""
+    `import boto3`, sampled in alternation (the machine is noisy: a ratio of neighbouring samples is
+    comparable, two medians taken minutes apart are not)."""
     with tempfile.TemporaryDirectory() as tmp:
         layer = build_layer(Path(tmp) / "precompiled")
-        boto3_ms = median_ms("import boto3", layer, ROOT, samples)
         ratios: dict[str, float] = {}
         for function in FUNCTIONS:
-            function_ms = median_ms("import app", layer, ROOT / "functions" / function, samples)
-            ratios[function] = round(function_ms / boto3_ms, 2)
+            function_ms, boto3_ms, ratio = paired(function, layer, samples)
+            ratios[function] = round(ratio, 2)
             print(
-                f"cold import functions/{function}/app: {function_ms:.0f} ms, {ratios[function]:.2f}x boto3"
+                f"cold import functions/{function}/app: {function_ms:.0f} ms against import boto3 "
+                f"{boto3_ms:.0f} ms: {ratios[function]:.2f}x (median of {samples} alternated pairs)"
             )
-        print(f"cold import boto3 alone: {boto3_ms:.0f} ms (median of {samples} fresh interpreters)")
     return ratios
 
 
