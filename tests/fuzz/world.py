@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from pushdeploy import runtime
+from pushdeploy import container, runtime
 from pushdeploy.domain.deployments import Deployment
 from pushdeploy.local import apprunner_sim, apprunner_sim_events
 from tests.integration.harness import REGION, TABLES, Cloud, build_cloud, load_function, silence_notifications
@@ -161,7 +161,8 @@ class FuzzWorld:
         frozen = sim._clock0
         sim._clock = lambda: frozen
         sim._epoch0 = BASE.timestamp()
-        self._patch.setattr(runtime, "utc_now", self.now)  # every handler's clock, the webhook's too
+        self._patch.setattr(runtime, "utc_now", self.now)  # every handler's clock
+        self._patch.setattr(container, "utc_now", self.now)  # the webhook's
         self._patch.setattr(self.cloud, "now", self.now)
 
     def _create_services(self) -> Services:

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from pushdeploy import runtime
+from pushdeploy import container, runtime
 from pushdeploy.adapters.rules_store import RulesStore
 from pushdeploy.local.inprocess import put_image, tag_image
 from pushdeploy.local.template import load_template
@@ -200,7 +200,7 @@ def recorder(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> CallRecorder:
     clients = {runtime.client(name) for name in ("dynamodb", "events", "sqs", "secretsmanager")}
     for client in (*clients, cloud.apprunner):
         client.meta.events.register("before-parameter-build.*.*", recording)
-    made_by_runtime = runtime._new_client
+    made_by_runtime = container.new_client
 
     def recorded(service: str, region: str | None, credentials: Any) -> Any:
         made = made_by_runtime(service, region, credentials)
@@ -209,7 +209,7 @@ def recorder(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> CallRecorder:
             made.meta.events.register("before-parameter-build.*.*", recording)
         return made
 
-    monkeypatch.setattr(runtime, "_new_client", recorded)
+    monkeypatch.setattr(container, "new_client", recorded)
     return recording
 
 

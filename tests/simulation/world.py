@@ -47,7 +47,7 @@ from moto import mock_aws
 from moto.ecr import models as moto_ecr
 from moto.ecr.exceptions import ImageAlreadyExistsException
 
-from pushdeploy import runtime
+from pushdeploy import container, runtime
 from pushdeploy.local import apprunner_sim, apprunner_sim_events, inprocess
 from pushdeploy.local.pushes import MANIFEST_MEDIA_TYPE
 from pushdeploy.local.scanning import ScanError
@@ -241,7 +241,8 @@ class World:
         frozen = sim._clock0
         sim._clock = lambda: frozen
         sim._epoch0 = BASE.timestamp()
-        self._patch.setattr(runtime, "utc_now", self.now)
+        self._patch.setattr(runtime, "utc_now", self.now)  # every handler's clock
+        self._patch.setattr(container, "utc_now", self.now)  # the webhook's
         self._patch.setattr(cloud, "now", self.now)
         # moto stamps imagePushedAt with datetime.now(): the world's time instead, so that the sweep's
         # marks (the controller's clock) and the images' push times are on one clock.

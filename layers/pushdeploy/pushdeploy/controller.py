@@ -16,13 +16,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from pushdeploy.adapters.apprunner import DeployTarget, TargetGone
 from pushdeploy.adapters.ledger import ChangeReads, DuplicateDeployment, Ledger
+from pushdeploy.container import utc_now
 from pushdeploy.domain.changes import Change, OperationEvent
 from pushdeploy.domain.decisions import Decision, decide
 from pushdeploy.domain.deployments import Attempt, Deployment, Status, Trigger
@@ -76,10 +77,6 @@ class ChangeReport:
 class ReconcileReport:
     services: int = 0
     failures: int = 0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def order_of(rule: CompiledRule, change: Change) -> OrderKind:

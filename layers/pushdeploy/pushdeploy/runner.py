@@ -27,7 +27,14 @@ from pushdeploy.adapters.apprunner import (
     TargetUnavailable,
 )
 from pushdeploy.adapters.ledger import Ledger
-from pushdeploy.domain.deployments import Attempt, AttemptOutcome, Deployment, Status, settled_status
+from pushdeploy.domain.deployments import (
+    UNDEPLOYED_CHANGE_TTL,
+    Attempt,
+    AttemptOutcome,
+    Deployment,
+    Status,
+    settled_status,
+)
 from pushdeploy.domain.evidence import (
     NotOwn,
     NotStarted,
@@ -59,7 +66,7 @@ class Settings:
     # the window of a call whose end was never recorded.
     longest_call: timedelta = timedelta(seconds=90)
     # Changes that deployed nothing expire from the ledger after this long.
-    undeployed_change_ttl: timedelta = timedelta(days=90)
+    undeployed_change_ttl: timedelta = UNDEPLOYED_CHANGE_TTL
 
 
 class Runner:

@@ -9,15 +9,15 @@ the event to the same queue (the function's on-failure destination).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from pushdeploy import container
 from pushdeploy.adapters.apprunner import AppRunnerTarget
 from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.adapters.notifier import EventBridgeNotifier, MetricsSink
@@ -25,6 +25,9 @@ from pushdeploy.adapters.regional import RegionalTarget
 from pushdeploy.adapters.rules_store import RulesStore
 from pushdeploy.adapters.scans import ScanReader
 from pushdeploy.adapters.sources import AccountClients, SourceReader, roles_by_account
+from pushdeploy.container import client as client
+from pushdeploy.container import env as _env
+from pushdeploy.container import on_reset as on_reset
 from pushdeploy.controller import Controller, Settings
 from pushdeploy.controller import utc_now as utc_now  # the clock of every handler; tests move it
 from pushdeploy.domain.changes import Change, ParsedEvent
@@ -34,35 +37,7 @@ from pushdeploy.sources.eventbridge import parse_eventbridge_event
 from pushdeploy.sources.forwarded import is_forwarded, parse_forwarded
 from pushdeploy.sweeper import Sweeper
 
-if TYPE_CHECKING:
-    from botocore.client import BaseClient
-
 logger = Logger(service="pushdeploy", child=True)
-
-
-def _env(name: str, default: str | None = None) -> str:
-    value = os.environ.get(name, default)
-    if value is None:
-        raise RuntimeError(f"environment variable {name} is not set")
-    return value
-
-
-@functools.cache
-def client(service: str, region: str | None = None) -> BaseClient:
-    """One boto3 client per service and Region for the life of the container."""
-    return _new_client(service, region, {})
-
-
-def _new_client(service: str, region: str | None, credentials: Mapping[str, str]) -> BaseClient:
-    import boto3  # imported here: boto3's import is a good part of a cold start
-    from botocore.config import Config
-
-    # App Runner calls are retried by the deploy target itself (bounded backoff, then the reconciler), so
-    # botocore must not multiply them; other services keep botocore's standard retries.
-    attempts = 1 if service == "apprunner" else 3
-    retries: Any = {"mode": "standard", "total_max_attempts": attempts}
-    config = Config(connect_timeout=3, read_timeout=10, retries=retries)
-    return boto3.client(service, region_name=region, config=config, **credentials)  # type: ignore[call-overload,no-any-return]
 
 
 def settings() -> Settings:
@@ -88,8 +63,6 @@ def make_controller(metrics: MetricsSink | None = None) -> Controller:
 
 
 _controller: Controller | None = None
-# What other modules keep per container (the webhook's secrets cache, ...), forgotten by `reset()` too.
-_reset_hooks: list[Callable[[], None]] = []
 
 
 def controller(metrics: MetricsSink | None = None) -> Controller:
@@ -101,18 +74,12 @@ def controller(metrics: MetricsSink | None = None) -> Controller:
     return _controller
 
 
-def on_reset(hook: Callable[[], None]) -> None:
-    """Call `hook` whenever `reset()` runs: for module state built from the clients made here."""
-    _reset_hooks.append(hook)
-
-
 def reset() -> None:
     """Forget the container's controller and clients (tests change the environment between cases)."""
     global _controller
     _controller = None
     _sweepers.clear()
-    for hook in _reset_hooks:
-        hook()
+    container.reset()
     clear = getattr(client, "cache_clear", None)  # tests may have put a plain function in its place
     if clear is not None:
         clear()
@@ -248,7 +215,7 @@ def _sweeper(own_account: str, metrics: MetricsSink | None) -> Sweeper:
             roles_by_account(_env("SWEEP_ROLE_ARNS", "")),
             own_client=client,
             sts=lambda: client("sts"),
-            make_client=_new_client,
+            make_client=lambda *args: container.new_client(*args),  # late-bound: tests record it
         )
         rules = RulesStore(client("dynamodb"), _env("RULES_TABLE"))  # type: ignore[arg-type]
         grace = timedelta(seconds=float(_env("SWEEP_GRACE_SECONDS", "120")))

@@ -31,13 +31,12 @@ from typing import TYPE_CHECKING, Any, cast
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 
-from pushdeploy import runtime
+from pushdeploy import container
 from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.adapters.notifier import MetricsSink
 from pushdeploy.adapters.rules_store import RulesStore
-from pushdeploy.controller import Settings
 from pushdeploy.domain.changes import Change, ParsedEvent
-from pushdeploy.domain.deployments import signed_change_id
+from pushdeploy.domain.deployments import UNDEPLOYED_CHANGE_TTL, signed_change_id
 from pushdeploy.errors import EventError, PushdeployError
 from pushdeploy.sources.forwarded import ForwardedChange, forwarded_entry
 from pushdeploy.sources.signatures import check_signature
@@ -118,7 +117,7 @@ class WebhookSecrets:
         previous_for: timedelta,
         max_age: int = SECRET_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: runtime.utc_now(),
+        now: Callable[[], datetime] = lambda: container.utc_now(),
     ) -> None:
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
@@ -293,21 +292,21 @@ def _container() -> _State:
 
 
 def forget_container() -> None:
-    """Drop the container's state, as a new container would start (runtime.reset() does it too)."""
+    """Drop the container's state, as a new container would start (`container.reset()` does it too)."""
     global _state
     _state = None
 
 
-runtime.on_reset(forget_container)
+container.on_reset(forget_container)
 
 
 def _make_state() -> _State:
-    dynamodb = cast("DynamoDBClient", runtime.client("dynamodb"))
+    dynamodb = cast("DynamoDBClient", container.client("dynamodb"))
     arns: dict[Provider, str] = {p: _env(name) for p, name in SECRET_ARN_ENV.items()}
     once, config = _idempotent_forward(dynamodb)
     return _State(
         secrets=WebhookSecrets(
-            cast("SecretsManagerClient", runtime.client("secretsmanager")),
+            cast("SecretsManagerClient", container.client("secretsmanager")),
             arns,
             previous_for=timedelta(hours=float(_env("PREVIOUS_SECRET_HOURS", "24"))),
         ),
@@ -315,7 +314,7 @@ def _make_state() -> _State:
             dynamodb, _env("RULES_TABLE"), cache_seconds=float(_env("RULES_CACHE_SECONDS", "30"))
         ),
         ledger=Ledger(dynamodb, _env("LEDGER_TABLE")),
-        events=cast("EventBridgeClient", runtime.client("events")),
+        events=cast("EventBridgeClient", container.client("events")),
         bus=_env("FORWARD_BUS_NAME"),  # the stack's internal bus: only this function may put events there
         once=once,
         idempotency_config=config,
@@ -505,7 +504,7 @@ def _staleness(change: Change, max_age: timedelta) -> str | None:
     """Why a push is too old to deploy (a captured delivery replayed later), by its signed push time."""
     if change.pushed_at is None:
         return None  # nothing signed says when: the order of pushes still keeps an old one out
-    age = runtime.utc_now() - change.pushed_at
+    age = container.utc_now() - change.pushed_at
     if age <= max_age:
         return None
     hours = int(max_age.total_seconds() // 3600)
@@ -536,8 +535,8 @@ def _forward_changes(
 
 
 def _record_note(ledger: Ledger, change: Change, change_id: str, delivery_id: str, note: str) -> str:
-    now = runtime.utc_now()
-    expires = int((now + Settings().undeployed_change_ttl).timestamp())
+    now = container.utc_now()
+    expires = int((now + UNDEPLOYED_CHANGE_TTL).timestamp())
     attributes: dict[str, Any] = {
         "change": change.model_dump(),
         "pushed_at": change.pushed_at,

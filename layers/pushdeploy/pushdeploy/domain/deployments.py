@@ -116,6 +116,9 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Changes that deployed nothing (and the webhook's notes) expire from the ledger after this long.
+UNDEPLOYED_CHANGE_TTL = timedelta(days=90)
+
 AttemptOutcome = Literal["started", "refused", "unknown"]
 Trigger = Literal["push", "manual", "rollback", "take-over", "sweep"]
 HoldReason = Literal["pause", "scan", "window", "freeze", "approval", "promotion"]

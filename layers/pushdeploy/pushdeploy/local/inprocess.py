@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import boto3
 
-from pushdeploy import runtime
+from pushdeploy import container, runtime
 from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.adapters.rules_store import RulesStore
 from pushdeploy.domain.deployments import Deployment
@@ -445,8 +445,9 @@ def build_cloud(monkeypatch: Patcher) -> Cloud:
         return apprunner if service == "apprunner" else real_client(service, region or REGION)
 
     runtime.reset()
-    monkeypatch.setattr(runtime, "client", client)
+    for module in (runtime, container):  # the webhook's clients and clock are the container's
+        monkeypatch.setattr(module, "client", client)
+        monkeypatch.setattr(module, "utc_now", cloud.now)
     for owner, name, value in ecr_scans.patches():  # scans recorded by `Cloud.record_scan` are ECR's answer
         monkeypatch.setattr(owner, name, value)
-    monkeypatch.setattr(runtime, "utc_now", cloud.now)
     return cloud
