@@ -13,7 +13,8 @@ import pytest
 
 from pushdeploy import runtime
 from pushdeploy.adapters.rules_store import RulesStore
-from tests.integration.harness import ACCOUNT, REGION, REGISTRY, TABLES, Cloud, load_function
+from tests.integration.concurrency import in_two_threads, separate_containers
+from tests.integration.harness import ACCOUNT, REGION, REGISTRY, TABLES, Cloud
 
 DIGESTS = [f"sha256:{n:064x}" for n in range(1, 20)]
 CODECOMMIT_URL = "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/app"
@@ -120,7 +121,7 @@ def test_the_same_event_delivered_twice_at_once_deploys_once(
     its deployment before either writes: the admission transaction lets one in, the other is told its
     deployment exists (DuplicateDeployment) and reports it; the change's record is written once."""
     event = cloud.ecr_push_event("latest", DIGESTS[0])
-    _separate_containers(cloud, monkeypatch)
+    separate_containers(cloud, monkeypatch)
     barrier = threading.Barrier(2, timeout=20)
     waited: set[int] = set()
 
@@ -132,7 +133,7 @@ def test_the_same_event_delivered_twice_at_once_deploys_once(
     dynamodb = runtime.client("dynamodb")
     for write in ("TransactWriteItems", "PutItem", "UpdateItem"):
         dynamodb.meta.events.register(f"before-call.dynamodb.{write}", first_write_waits)
-    answers = _in_two_threads(lambda: cloud.invoke("image_pushed", event))
+    answers = in_two_threads(lambda: cloud.invoke("image_pushed", event))
 
     (deployment,) = cloud.deployments(services["staging"])
     assert len(cloud.calls("StartDeployment")) == 1
@@ -152,7 +153,7 @@ def test_the_delivery_that_loses_the_admission_may_write_the_record_and_names_th
     admission fails on the deployment A created (DuplicateDeployment): its answer and the record name A's
     deployment."""
     event = cloud.ecr_push_event("latest", DIGESTS[0])
-    _separate_containers(cloud, monkeypatch)
+    separate_containers(cloud, monkeypatch)
     b_reached_write, a_committed, b_done = threading.Event(), threading.Event(), threading.Event()
     names: dict[int, str] = {}
     steps: list[str] = []
@@ -201,31 +202,6 @@ def test_the_delivery_that_loses_the_admission_may_write_the_record_and_names_th
     record = cloud.ledger.change(answers["A"]["changes"][0])
     assert record is not None
     assert [d["deployment"] for d in record["decisions"] if d["rule"] == "web-staging"] == [deployment.id]
-
-
-def _separate_containers(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every invocation on a controller of its own, as in two Lambda containers (same AWS clients)."""
-    cloud.functions.setdefault("image_pushed", load_function("image_pushed"))  # loaded before the threads
-    monkeypatch.setattr(runtime, "controller", lambda metrics=None: runtime.make_controller(metrics))
-
-
-def _in_two_threads(invoke: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
-    answers: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            answers.append(invoke())
-        except BaseException as error:  # reported by the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors, errors
-    return answers
 
 
 def _ledger_writes(cloud: Cloud) -> Callable[[], list[str]]:

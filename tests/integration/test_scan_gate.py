@@ -14,7 +14,8 @@ import pytest
 from pushdeploy import runtime
 from pushdeploy.domain.deployments import Deployment
 from pushdeploy.local.inprocess import put_image
-from tests.integration.harness import ACCOUNT, Cloud, load_function
+from tests.integration.concurrency import in_two_threads, separate_containers
+from tests.integration.harness import ACCOUNT, Cloud
 
 WAIT_SECONDS = 30 * 60
 LIMITS = {"critical": 0, "high": 1}
@@ -195,8 +196,7 @@ def test_a_scan_event_delivered_twice_at_once_starts_the_deployment_once(
     cloud.record_scan(digest, {})
     event = cloud.ecr_scan_event(digest, {})
     cloud.published()
-    cloud.functions.setdefault("image_pushed", load_function("image_pushed"))  # loaded before the threads
-    monkeypatch.setattr(runtime, "controller", lambda metrics=None: runtime.make_controller(metrics))
+    separate_containers(cloud, monkeypatch)
     barrier = threading.Barrier(2, timeout=20)
     waited: set[int] = set()
 
@@ -208,20 +208,7 @@ def test_a_scan_event_delivered_twice_at_once_starts_the_deployment_once(
     dynamodb = runtime.client("dynamodb")
     for write in ("TransactWriteItems", "PutItem", "UpdateItem"):
         dynamodb.meta.events.register(f"before-call.dynamodb.{write}", first_write_waits)
-    errors: list[BaseException] = []
-
-    def deliver() -> None:
-        try:
-            scanned(cloud, event)
-        except BaseException as error:  # reported by the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors, errors
+    in_two_threads(lambda: scanned(cloud, event))
     assert len(waited) == 2
     assert len(cloud.calls("UpdateService")) == 1
     started = only(cloud, prod)
