@@ -521,17 +521,22 @@ class Checker:
         images = [push for push in self.pushes.values() if push.kind == "image"]  # in the order pushed
         first_pushed: dict[str, datetime] = {}
         tag_was_on: dict[str | None, str] = {}  # tag -> the digest it was on before the push at hand
+        tag_has_been_on: dict[str | None, set[str]] = {}  # tag -> every digest it was on before
         found = []
         for index, push in enumerate(images):
             first_pushed.setdefault(push.artifact, push.pushed_at)
             moved = tag_was_on.get(push.tag) != push.artifact  # else ECR did not change
             tag_was_on[push.tag] = push.artifact
+            moved_back = push.artifact in tag_has_been_on.setdefault(push.tag, set())
+            tag_has_been_on[push.tag].add(push.artifact)
             if not push.lost or not moved or (push.tag or "", push.artifact) not in in_ecr:
                 continue
-            if first_pushed[push.artifact] < push.pushed_at and not self._tag_followed(push):
+            if first_pushed[push.artifact] < push.pushed_at and (not self._tag_followed(push) or moved_back):
                 # A re-tag onto an image already in ECR: ECR keeps the image's first push time, so the
                 # sweep cannot tell it from the image's first push (README, "Never miss a push"); it
-                # follows only the tags `tag` rules name, and from its first look on (integration tests).
+                # follows only the tags `tag` rules name, and from its first look on (integration tests),
+                # and a move back onto an image the tag was on before is that earlier push to it (a
+                # documented gap).
                 continue
             if not any(spec.matches(push.tag) for spec in RULES.values() if self._has(spec)):
                 continue
@@ -781,8 +786,25 @@ class Checker:
         if spec.kind == "code":
             push = max(eligible, key=lambda p: p.number)
             return {push.artifact}, push
-        push = max(eligible, key=lambda p: (p.pushed_at, p.artifact))
+        dated = self._sweep_dates(spec)
+        push = max(eligible, key=lambda p: (dated.get(p.event_id, p.pushed_at), p.artifact))
         return {push.artifact}, push
+
+    def _sweep_dates(self, spec: RuleSpec) -> dict[str, datetime]:
+        """For a time-ordered rule the sweep does not follow by tag (a glob's): a lost re-tag onto an image
+        already in ECR can only be dated by the image's first push (ECR keeps it; README, "Never miss a
+        push"), which orders it where the sweep can know it. Keyed by event id."""
+        if spec.kind == "tag":
+            return {}
+        first_pushed: dict[str, datetime] = {}
+        dated: dict[str, datetime] = {}
+        for push in self.pushes.values():  # in the order pushed
+            if push.kind != "image":
+                continue
+            first = first_pushed.setdefault(push.artifact, push.pushed_at)
+            if push.lost and first < push.pushed_at:
+                dated[push.event_id] = first
+        return dated
 
     def _past_gates(self, spec: RuleSpec, push: Push, deployments: Sequence[Any]) -> bool:
         """On a gated rule, whether the push's deployment passed its gates (its event's records and the
