@@ -48,8 +48,9 @@ Checked at quiescence (on every service that was not deleted, except `processed`
 - swept: every push whose event was lost, that moved its tag onto its image, and whose tag ECR still
   puts on that image, was decided: a sweep recorded it after it was pushed, or the event of a later push
   of the same tag and digest was answered. Not a re-tag onto an image ECR already held (ECR keeps an
-  image's first push time), unless a `tag` rule names the tag and the sweep had first looked at the
-  repository before it: the sweep follows those tags' moves, from its first look on (README). A lost
+  image's first push time), unless a `tag` rule names the tag, the sweep had first looked at the
+  repository before it, and the tag was never on that image before: the sweep follows those tags' moves,
+  from its first look on, and a move back is the earlier push to it (README, a documented gap). A lost
   push whose tag has moved on to another image is no longer in ECR to be found (a newer push of that tag
   took its place); one that put a tag on the image it was already on changed nothing in ECR;
 - recorded: every deployment a sweep made has its change's record (a sweep that stopped between the
@@ -59,7 +60,9 @@ Checked at quiescence (on every service that was not deleted, except `processed`
   superseded while queued, say) or someone else's change succeeded on the service after it started;
 - newest: the newest succeeded deployment deploys the newest eligible artifact: newest by the rule's
   order among the pushes for the rule that were decided (answered, or recorded by a sweep: a push whose
-  event was lost counts from when the sweep found it) and whose artifact did not fail or roll back
+  event was lost counts from when the sweep found it; on a rule the sweep does not follow by tag, a lost
+  re-tag onto an image already in ECR is ordered by the image's first push, as the sweep can only date
+  it, README) and whose artifact did not fail or roll back
   there (for semver: any artifact pushed under the newest eligible version). After a change someone
   else made, only pushes first delivered after it count, and a deployment at least as new as the newest
   of them passes too (a push already on its way may rightly win); nothing is expected when that change
