@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -39,3 +39,20 @@ def in_two_threads(invoke: Callable[[], T]) -> list[T]:
         thread.join(60)
     assert not errors, errors
     return answers
+
+
+def both_read_before_either_writes() -> set[int]:
+    """From now on, each thread's first ledger write waits until the other thread reaches its own: both
+    have read everything they read before writing. The threads that waited (to check both got there)."""
+    barrier = threading.Barrier(2, timeout=20)
+    waited: set[int] = set()
+
+    def first_write_waits(**_: Any) -> None:
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+
+    dynamodb = runtime.client("dynamodb")
+    for write in ("TransactWriteItems", "PutItem", "UpdateItem"):
+        dynamodb.meta.events.register(f"before-call.dynamodb.{write}", first_write_waits)
+    return waited

@@ -13,7 +13,11 @@ import pytest
 
 from pushdeploy import runtime
 from pushdeploy.adapters.rules_store import RulesStore
-from tests.integration.concurrency import in_two_threads, separate_containers
+from tests.integration.concurrency import (
+    both_read_before_either_writes,
+    in_two_threads,
+    separate_containers,
+)
 from tests.integration.harness import ACCOUNT, REGION, REGISTRY, TABLES, Cloud
 
 DIGESTS = [f"sha256:{n:064x}" for n in range(1, 20)]
@@ -122,17 +126,7 @@ def test_the_same_event_delivered_twice_at_once_deploys_once(
     deployment exists (DuplicateDeployment) and reports it; the change's record is written once."""
     event = cloud.ecr_push_event("latest", DIGESTS[0])
     separate_containers(cloud, monkeypatch)
-    barrier = threading.Barrier(2, timeout=20)
-    waited: set[int] = set()
-
-    def first_write_waits(**_: Any) -> None:  # each thread's first ledger write: both have read
-        if threading.get_ident() not in waited:
-            waited.add(threading.get_ident())
-            barrier.wait()
-
-    dynamodb = runtime.client("dynamodb")
-    for write in ("TransactWriteItems", "PutItem", "UpdateItem"):
-        dynamodb.meta.events.register(f"before-call.dynamodb.{write}", first_write_waits)
+    both_read_before_either_writes()
     answers = in_two_threads(lambda: cloud.invoke("image_pushed", event))
 
     (deployment,) = cloud.deployments(services["staging"])

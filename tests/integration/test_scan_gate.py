@@ -6,15 +6,17 @@ the counts; when no scan comes within `wait`, the reconciler applies `on_timeout
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 
-from pushdeploy import runtime
 from pushdeploy.domain.deployments import Deployment
 from pushdeploy.local.inprocess import put_image
-from tests.integration.concurrency import in_two_threads, separate_containers
+from tests.integration.concurrency import (
+    both_read_before_either_writes,
+    in_two_threads,
+    separate_containers,
+)
 from tests.integration.harness import ACCOUNT, Cloud
 
 WAIT_SECONDS = 30 * 60
@@ -197,17 +199,7 @@ def test_a_scan_event_delivered_twice_at_once_starts_the_deployment_once(
     event = cloud.ecr_scan_event(digest, {})
     cloud.published()
     separate_containers(cloud, monkeypatch)
-    barrier = threading.Barrier(2, timeout=20)
-    waited: set[int] = set()
-
-    def first_write_waits(**_: Any) -> None:
-        if threading.get_ident() not in waited:
-            waited.add(threading.get_ident())
-            barrier.wait()
-
-    dynamodb = runtime.client("dynamodb")
-    for write in ("TransactWriteItems", "PutItem", "UpdateItem"):
-        dynamodb.meta.events.register(f"before-call.dynamodb.{write}", first_write_waits)
+    waited = both_read_before_either_writes()
     in_two_threads(lambda: scanned(cloud, event))
     assert len(waited) == 2
     assert len(cloud.calls("UpdateService")) == 1
