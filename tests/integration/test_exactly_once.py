@@ -826,3 +826,64 @@ def test_a_delivery_racing_its_twin_reports_the_twins_deployment_never_refuses_i
     (deployment,) = cloud.deployments(staging)
     assert answer["deployments"] == [deployment.id]
     assert cloud.invoke("image_pushed", event)["deployments"] == [deployment.id]  # and from the record
+
+
+def test_a_push_one_rule_deploys_is_recorded_with_its_deployment_even_if_the_lambda_dies_next(
+    cloud: Cloud, services: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change's record is committed in the admission's own transaction: a Lambda that dies before it
+    calls App Runner leaves no deployment the ledger cannot explain, and its retry answers from the
+    record."""
+    from pushdeploy.runner import Runner
+
+    staging = services["staging"]
+    event = cloud.ecr_push_event("latest", DIGESTS[1])
+
+    def dies(self: Runner, claimed: Any) -> None:
+        raise RuntimeError("the Lambda timed out before calling App Runner")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Runner, "_call_claimed", dies)
+        with pytest.raises(RuntimeError):
+            cloud.invoke("image_pushed", event)
+    (deployment,) = cloud.deployments(staging)
+    assert deployment.change_id is not None
+    recorded = decision(cloud, deployment.change_id, "web-staging")
+    assert recorded["deployment"] == deployment.id
+    assert cloud.calls("StartDeployment") == []
+    assert cloud.invoke("image_pushed", event)["deployments"] == [deployment.id]  # Lambda's retry
+    settle(cloud, [staging])  # the reconciler starts what the dead Lambda claimed, once
+    assert cloud.statuses(staging) == ["succeeded"]
+    assert len(cloud.calls("StartDeployment")) == 1
+
+
+def test_a_delivery_whose_twin_recorded_the_push_first_deploys_nothing_and_reports_the_twins_record(
+    cloud: Cloud, services: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deliveries of one event decide differently (App Runner answered the twin's "still live?" check
+    otherwise, say): the twin refused the push and recorded that while this one admitted it. This one's
+    admission, which carries the change's record, is cancelled whole: one change, one record, and no
+    deployment the record does not list."""
+    from pushdeploy.adapters.ledger import Ledger, Put
+
+    staging = services["staging"]
+    event = cloud.ecr_push_event("latest", DIGESTS[1])
+    commit = Ledger.commit
+    refusal = "not deployed: the twin found it live already"
+
+    def twin_records_first(
+        ledger: Ledger, service: str, expected: Any, new: Any, transitions: Any, created: Any, puts: list[Put]
+    ) -> None:
+        (draft,) = [put for put in puts if put.item.get("sk") == "CHANGE"]
+        decisions = [{**d, "deployment": None, "note": refusal} for d in draft.item["decisions"]]
+        ledger.record_change(str(draft.item["change_id"]), {**draft.item, "decisions": decisions}, None)
+        commit(ledger, service, expected, new, transitions, created, puts)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Ledger, "commit", twin_records_first)
+        answer = cloud.invoke("image_pushed", event)
+    assert answer["deployments"] == []
+    assert cloud.deployments(staging) == []
+    assert cloud.calls("StartDeployment") == []
+    (change_id,) = answer["changes"]
+    assert decision(cloud, change_id, "web-staging")["note"] == refusal

@@ -8,21 +8,22 @@ following operations is `pushdeploy.runner`.
 An admission is one transaction: the service's slot (which carries the order of what is live, in flight
 and pending), the deployment and the decision that made it commit together or not at all. A retried
 event finds its own deployment and reports it; the change's record is written once, when every rule has
-decided, and never rewritten.
+decided, and never rewritten. When one rule deploys the change (the usual push), its record is part of that
+admission's transaction too: the change is recorded exactly when its deployment is.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from pushdeploy.adapters.apprunner import DeployTarget, TargetGone
-from pushdeploy.adapters.ledger import ChangeReads, DuplicateDeployment, Ledger
+from pushdeploy.adapters.ledger import ChangeReads, ChangeRecorded, DuplicateDeployment, Ledger, Put
 from pushdeploy.container import utc_now
 from pushdeploy.domain.changes import Change, OperationEvent
 from pushdeploy.domain.decisions import Decision, decide
@@ -71,6 +72,27 @@ class ChangeReport:
     @property
     def deployments(self) -> list[str]:
         return [o.deployment_id for o in self.outcomes if o.deployment_id]
+
+
+@dataclass
+class RecordDraft:
+    """A change's record before its one deploying decision is admitted: every other decision's outcome is
+    known, and the admission puts the record in its own transaction (`put`) with that decision's."""
+
+    change_id: str
+    attributes: dict[str, Any]  # everything but the decisions
+    outcomes: list[DecisionOutcome | None]  # in decision order; None: the deploying decision
+    written: bool = False  # an admission committed it
+
+    def putter(self, decision: Decision, deployment_id: str) -> Callable[[SlotChange], Put]:
+        """The record as a planned admission of `decision`'s deployment would make it."""
+
+        def put(planned: SlotChange) -> Put:
+            admitted = _admitted(decision, deployment_id, planned)
+            decisions = [(outcome or admitted).as_record() for outcome in self.outcomes]
+            return Ledger.change_put(self.change_id, {**self.attributes, "decisions": decisions}, None)
+
+        return put
 
 
 @dataclass
@@ -139,31 +161,40 @@ class Controller:
         if recorded is not None:
             logger.info("change already decided", extra={"change_id": change_id})
             return _report_of(change_id, recorded)
+        received_at = self.clock()
+        attributes = {
+            "change": change.model_dump(),
+            "pushed_at": change.pushed_at,
+            "previous_commit": change.previous_commit,
+            "event_id": event_id,
+            "received_at": received_at,
+            "trigger": trigger,
+            "note": note,
+        }
+        draft = None
+        if len(planned) == 1:
+            outcomes = [None if d.rule in planned else DecisionOutcome(d, note=d.reason) for d in decisions]
+            draft = RecordDraft(change_id, attributes, outcomes)
         report = ChangeReport(change_id)
-        for decision in decisions:
-            deployment = planned.get(decision.rule)
-            if deployment is None:
-                report.outcomes.append(DecisionOutcome(decision, note=decision.reason))
-            else:
-                report.outcomes.append(self._apply(decision, rules[decision.rule], deployment, reads))
-        now = self.clock()
-        expires = None
-        if not report.deployments:
-            expires = int((now + self.settings.undeployed_change_ttl).timestamp())
-        written = self.ledger.record_change(
-            change_id,
-            {
-                "change": change.model_dump(),
-                "pushed_at": change.pushed_at,
-                "previous_commit": change.previous_commit,
-                "decisions": [outcome.as_record() for outcome in report.outcomes],
-                "event_id": event_id,
-                "received_at": now,
-                "trigger": trigger,
-                "note": note,
-            },
-            expires,
-        )
+        try:
+            for decision in decisions:
+                deployment = planned.get(decision.rule)
+                if deployment is None:
+                    report.outcomes.append(DecisionOutcome(decision, note=decision.reason))
+                else:
+                    outcome = self._apply(decision, rules[decision.rule], deployment, reads, draft)
+                    report.outcomes.append(outcome)
+        except ChangeRecorded:
+            # Another delivery of this change decided it while this one did: its record stands.
+            logger.info("change decided by another delivery", extra={"change_id": change_id})
+            return _report_of(change_id, self.ledger.decided_change(change_id) or {})
+        written = draft is not None and draft.written
+        if not written:
+            expires = None
+            if not report.deployments:
+                expires = int((received_at + self.settings.undeployed_change_ttl).timestamp())
+            decided = [outcome.as_record() for outcome in report.outcomes]
+            written = self.ledger.record_change(change_id, {**attributes, "decisions": decided}, expires)
         logger.info(
             "change decided" if written else "change already recorded (event delivered again)",
             extra={"change": change.describe(), "change_id": change_id, "deployments": report.deployments},
@@ -171,10 +202,16 @@ class Controller:
         return report
 
     def _apply(
-        self, decision: Decision, rule: CompiledRule, deployment: Deployment, reads: ChangeReads | None
+        self,
+        decision: Decision,
+        rule: CompiledRule,
+        deployment: Deployment,
+        reads: ChangeReads | None,
+        draft: RecordDraft | None = None,
     ) -> DecisionOutcome:
         """Create the deployment a decision asks for: admitted into its slot, held by a gate, or refused.
-        `reads`: what the ledger said when the change arrived (None: read each thing now)."""
+        `reads`: what the ledger said when the change arrived (None: read each thing now). `draft`: the
+        change's record, for an ungated admission to commit (the change's only deploying decision)."""
         if reads is not None:
             existing = reads.deployments.get(deployment.id)
         else:
@@ -195,7 +232,7 @@ class Controller:
                 reads.slots[deployment.service], reads.failures[deployment.service, deployment.artifact]
             )
         if not self.gates.gated(rule, deployment):
-            return self._admit(decision, deployment, known=known)
+            return self._admit(decision, deployment, known=known, draft=draft)
         # Held and rejected deployments live outside the slot: dedup and order against them here.
         same, refusal = self.gates.prior(deployment)
         if same is not None or refusal is not None:
@@ -206,6 +243,8 @@ class Controller:
         deployment = deployment.model_copy(update={"gate_facts": facts})
         if verdict.rejected is not None:
             return self._reject_at_once(decision, deployment, verdict.rejected)
+        # Its record is written after the admission, so that a retry finds it unrecorded and does again
+        # what the admission leaves to be done (tell the world, replace older held ones: `after_retry`).
         outcome = self._admit(decision, deployment, verdict.closed, "; ".join(verdict.notes), known)
         if outcome.deployment_id is not None:
             self.gates.supersede_older_held(deployment)
@@ -218,21 +257,28 @@ class Controller:
         gate_holds: tuple[str, ...] = (),
         gate_notes: str = "",
         known: KnownSlot | None = None,
+        draft: RecordDraft | None = None,
     ) -> DecisionOutcome:
         record = DecisionOutcome(decision, deployment.id).as_record()
+        record_change = None
+        if draft is not None:
+            record_change = draft.putter(decision, deployment.id)
         try:
             change, refusal = self.admit(
-                deployment, record, gate_holds=gate_holds, gate_notes=gate_notes, known=known
+                deployment,
+                record,
+                gate_holds=gate_holds,
+                gate_notes=gate_notes,
+                known=known,
+                record_change=record_change,
             )
         except DuplicateDeployment:
             return DecisionOutcome(decision, deployment.id)  # a concurrent retry of this change won
         if change is None:
             return DecisionOutcome(decision, note=refusal)
-        if change.start == deployment.id:
-            return DecisionOutcome(decision, deployment.id)
-        if change.created is not None and change.created.status is Status.HELD:
-            return DecisionOutcome(decision, deployment.id, change.created.detail)
-        return DecisionOutcome(decision, deployment.id, "queued: the service is busy")
+        if draft is not None and change.created is not None:
+            draft.written = True  # every admission planned with a draft that creates the deployment puts it
+        return _admitted(decision, deployment.id, change)
 
     def _reject_at_once(self, decision: Decision, deployment: Deployment, reason: str) -> DecisionOutcome:
         """A gate said no before the deployment could even wait (a scan already over its limits)."""
@@ -252,6 +298,7 @@ class Controller:
         gate_holds: tuple[str, ...] = (),
         gate_notes: str = "",
         known: KnownSlot | None = None,
+        record_change: Callable[[SlotChange], Put] | None = None,
     ) -> tuple[SlotChange | None, str | None]:
         """Admit a new deployment into its service's slot, in one transaction with the `decision` that
         made it (a push's): start it, queue it, hold it, or refuse it. Returns the committed change, or
@@ -259,8 +306,11 @@ class Controller:
         that is live, again. `gate_holds` are its rule's gates still closed (`gate_notes` says how).
         `known`: the slot and the artifact's failure mark as just read together; the first plan is made
         from them (a stale slot fails the commit's condition, and the next plan reads both afresh).
+        `record_change`: the change's record for an admission that creates the deployment, put in its
+        transaction.
 
-        Raises DuplicateDeployment when the deployment is already recorded.
+        Raises DuplicateDeployment when the deployment is already recorded, ChangeRecorded when the
+        change's record is.
         """
         newcomer = Entry.of(deployment)
         confirmed: dict[str, bool] = {}  # live deployment id -> App Runner still runs it
@@ -296,7 +346,10 @@ class Controller:
                 refusals.append(admission.reason)
                 return SlotChange(admission.renewed) if admission.renewed else None
             assert not isinstance(admission, CheckLive)
-            return self._admission_change(deployment, admission, slot, decision, gate_notes)
+            change = self._admission_change(deployment, admission, slot, decision, gate_notes)
+            if record_change is not None and change.created is not None:
+                change = replace(change, puts=[*change.puts, record_change(change)])
+            return change
 
         change = self.slots.change(deployment.service, plan, known.slot if known else None)
         if change is not None and change.created is None and not change.transitions:
@@ -442,6 +495,15 @@ class Controller:
             return
         if slot.pending is not None:
             self.slots.promote(service)
+
+
+def _admitted(decision: Decision, deployment_id: str, change: SlotChange) -> DecisionOutcome:
+    """What became of a decision whose deployment this change admitted: started, held or queued."""
+    if change.start == deployment_id:
+        return DecisionOutcome(decision, deployment_id)
+    if change.created is not None and change.created.status is Status.HELD:
+        return DecisionOutcome(decision, deployment_id, change.created.detail)
+    return DecisionOutcome(decision, deployment_id, "queued: the service is busy")
 
 
 def _report_of(change_id: str, recorded: dict[str, Any]) -> ChangeReport:

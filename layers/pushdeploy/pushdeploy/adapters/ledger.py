@@ -13,7 +13,8 @@ One table (single-table design). Items:
 - `SERVICE#<arn>` / `OUTSIDE#<operation id>`: an App Runner operation pushdeploy did not start.
 - `CHANGE#<id>` / `DECISION#<rule>`: a decision that created a deployment, in the admission's transaction.
 - `CHANGE#<id>` / `CHANGE`: a change with all its decisions and what became of each, written once when it
-  has been decided; expires (TTL) when no rule deployed it.
+  has been decided (in the admission's transaction when one rule deploys it); expires (TTL) when no rule
+  deployed it.
 - `SWEEP` / `MARKS`: how far the sweep has looked at each watched source, and a version number.
 
 Nothing is overwritten: records are created with `attribute_not_exists` and moved only by conditional
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 _DATETIME_FIELDS = ("created_at", "claimed_at", "started_at", "settled_at", "stuck_at", "pushed_at")
 _DEPLOYMENT_SK = "DEPLOYMENT"
 _SLOT_SK = "SLOT"
+_CHANGE_SK = "CHANGE"
 
 
 class SlotConflict(PushdeployError):
@@ -49,6 +51,11 @@ class SlotConflict(PushdeployError):
 
 class DuplicateDeployment(PushdeployError):
     """A deployment with this id is already recorded (the same change handled twice)."""
+
+
+class ChangeRecorded(PushdeployError):
+    """The change's record, put in a slot's transaction, was already written: another delivery of the
+    same change decided it first, and its record stands."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +247,7 @@ class Ledger:
         """The change's record and, for each deployment it may create, the deployment, its service's slot
         and its artifact's failure mark, in one serializable read (TransactGetItems). None when that read
         is not possible (too many items, or a write in progress on one of them): read them one by one."""
-        keys: list[tuple[str, str]] = [(f"CHANGE#{change_id}", "CHANGE")]
+        keys: list[tuple[str, str]] = [(f"CHANGE#{change_id}", _CHANGE_SK)]
         for deployment in deployments:
             keys.append((f"DEPLOYMENT#{deployment.id}", _DEPLOYMENT_SK))
             keys.append((f"SERVICE#{deployment.service}", _SLOT_SK))
@@ -289,7 +296,7 @@ class Ledger:
         items (decisions, failure marks), each only if new.
 
         Raises SlotConflict when the slot or a deployment moved meanwhile, DuplicateDeployment when
-        `created` is already recorded.
+        `created` is already recorded, ChangeRecorded when a change's record among `puts` is.
         """
         actions: list[dict[str, Any]] = []
         if created is not None:
@@ -305,6 +312,10 @@ class Ledger:
             reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
             if created is not None and reasons and reasons[0] == "ConditionalCheckFailed":
                 raise DuplicateDeployment(created.id) from None
+            first_put = 2 if created is not None else 1
+            for put, reason in zip(puts, reasons[first_put:], strict=False):
+                if reason == "ConditionalCheckFailed" and put.item.get("sk") == _CHANGE_SK:
+                    raise ChangeRecorded(str(put.item["change_id"])) from None
             if "ConditionalCheckFailed" in reasons or "TransactionConflict" in reasons:
                 raise SlotConflict(service) from None
             raise
@@ -546,16 +557,21 @@ class Ledger:
     def record_change(self, change_id: str, attributes: Mapping[str, Any], expires_at: int | None) -> bool:
         """Record a change and all its decisions, once: a redelivered or retried event finds it recorded
         and leaves it as it is. False when it was already recorded."""
+        return self._put_new(Ledger.change_put(change_id, attributes, expires_at).item)
+
+    @staticmethod
+    def change_put(change_id: str, attributes: Mapping[str, Any], expires_at: int | None) -> Put:
+        """The change's record (see `record_change`), to commit with the deployment it creates."""
         item = {
             **attributes,
             **_listed(change_id, attributes),
             "pk": f"CHANGE#{change_id}",
-            "sk": "CHANGE",
+            "sk": _CHANGE_SK,
             "kind": "change",
             "change_id": change_id,
             "expires_at": expires_at,
         }
-        return self._put_new(item)
+        return Put(item)
 
     def record_webhook_note(self, change_id: str, attributes: Mapping[str, Any], expires_at: int) -> bool:
         """Record, once, a webhook push that never reached the controller (no rule watched it, or it was
@@ -576,7 +592,7 @@ class Ledger:
         """The change's record, if the controller decided it already (the webhook's note is not one)."""
         found = self._client.get_item(
             TableName=self._table,
-            Key=_item({"pk": f"CHANGE#{change_id}", "sk": "CHANGE"}),
+            Key=_item({"pk": f"CHANGE#{change_id}", "sk": _CHANGE_SK}),
             ConsistentRead=True,
         ).get("Item")
         return _plain(found) if found else None
@@ -586,7 +602,7 @@ class Ledger:
         its deploying decisions say (each written with its deployment: the run that decided it stopped
         before writing the change's record, and no retry came to write it, as can happen to a sweep raced
         by another)."""
-        for sort_key in ("CHANGE", "WEBHOOK"):
+        for sort_key in (_CHANGE_SK, "WEBHOOK"):
             found = self._client.get_item(
                 TableName=self._table,
                 Key=_item({"pk": f"CHANGE#{change_id}", "sk": sort_key}),
