@@ -21,8 +21,9 @@ from pushdeploy.adapters.apprunner import AppRunnerTarget
 from pushdeploy.adapters.notifier import EventBridgeNotifier
 from pushdeploy.adapters.rules_store import RulesStore
 from pushdeploy.controller import Controller, Settings
+from pushdeploy.domain.change_ids import change_id_for
 from pushdeploy.domain.changes import Change
-from pushdeploy.domain.deployments import TERMINAL, Deployment, change_id_for
+from pushdeploy.domain.deployments import TERMINAL, Deployment
 from pushdeploy.local import pushes, sending
 from tests.e2e.cloud import ACCOUNT, REGION, LocalCloud, running_local_cloud, wait_until
 

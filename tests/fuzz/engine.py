@@ -37,7 +37,8 @@ from botocore.exceptions import ClientError
 
 from pushdeploy import webhook
 from pushdeploy.adapters.ledger import Ledger
-from pushdeploy.domain.deployments import Deployment, Status, signed_change_id
+from pushdeploy.domain.change_ids import signed_change_id
+from pushdeploy.domain.deployments import Deployment, Status
 from pushdeploy.errors import EventError
 from pushdeploy.sources.eventbridge import parse_eventbridge_event
 from pushdeploy.sources.forwarded import is_forwarded, parse_forwarded

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pushdeploy.domain.deployments import change_id_for
+from pushdeploy.domain.change_ids import change_id_for
 from tests.fuzz.values import valid_commit, valid_digest
 from tests.fuzz.world import (
     CODECOMMIT_BRANCH,

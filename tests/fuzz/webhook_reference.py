@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pushdeploy.domain.change_ids import signed_change_id
 from pushdeploy.domain.changes import Change
-from pushdeploy.domain.deployments import signed_change_id
 from pushdeploy.sources.signatures import sign
 from tests.fuzz.values import valid_commit
 from tests.fuzz.world import BITBUCKET_REPOSITORY, GITHUB_BRANCH, GITHUB_REPOSITORY, MAX_AGE

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pushdeploy import runtime
-from pushdeploy.domain.deployments import signed_change_id
+from pushdeploy.domain.change_ids import signed_change_id
 from pushdeploy.sources.signatures import sign
 from pushdeploy.sources.webhooks import parse_webhook
 from pushdeploy.webhook import MAX_BODY_BYTES, forget_container

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from pushdeploy.domain.change_ids import change_id_for
 from pushdeploy.domain.changes import Change
 from pushdeploy.domain.decisions import Decision
 from pushdeploy.domain.deployments import (
@@ -23,7 +24,6 @@ from pushdeploy.domain.deployments import (
     Deployment,
     InvalidTransition,
     Status,
-    change_id_for,
     check_transition,
     deployment_id_for,
     iso,

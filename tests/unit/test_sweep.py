@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pushdeploy.domain.change_ids import swept_change_id
 from pushdeploy.domain.changes import Change
-from pushdeploy.domain.deployments import swept_change_id
 from pushdeploy.domain.rules import Rule, compile_rule
 from pushdeploy.domain.sweep import (
     OVERLAP,

@@ -27,8 +27,8 @@ from pushdeploy.adapters.apprunner import (
     TargetUnavailable,
 )
 from pushdeploy.adapters.ledger import Ledger
+from pushdeploy.domain.change_ids import UNDEPLOYED_CHANGE_TTL
 from pushdeploy.domain.deployments import (
-    UNDEPLOYED_CHANGE_TTL,
     Attempt,
     AttemptOutcome,
     Deployment,

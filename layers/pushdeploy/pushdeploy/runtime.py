@@ -30,8 +30,8 @@ from pushdeploy.container import env as _env
 from pushdeploy.container import on_reset as on_reset
 from pushdeploy.controller import Controller, Settings
 from pushdeploy.controller import utc_now as utc_now  # the clock of every handler; tests move it
+from pushdeploy.domain.change_ids import change_id_for, signed_change_id
 from pushdeploy.domain.changes import Change, ParsedEvent
-from pushdeploy.domain.deployments import change_id_for, signed_change_id
 from pushdeploy.errors import EventError
 from pushdeploy.sources.eventbridge import parse_eventbridge_event
 from pushdeploy.sources.forwarded import is_forwarded, parse_forwarded

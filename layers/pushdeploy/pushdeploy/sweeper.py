@@ -19,8 +19,8 @@ from aws_lambda_powertools import Logger
 from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.adapters.sources import SourceReader, SourceUnreadable
 from pushdeploy.controller import Controller
+from pushdeploy.domain.change_ids import swept_change_id
 from pushdeploy.domain.changes import Change
-from pushdeploy.domain.deployments import swept_change_id
 from pushdeploy.domain.rules import CompiledRule
 from pushdeploy.domain.sweep import (
     FOUND_BY_SWEEP,

@@ -32,11 +32,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 
 from pushdeploy import container
-from pushdeploy.adapters.ledger import Ledger
-from pushdeploy.adapters.notifier import MetricsSink
+from pushdeploy.adapters.records import record_webhook_note
 from pushdeploy.adapters.rules_store import RulesStore
+from pushdeploy.domain.change_ids import UNDEPLOYED_CHANGE_TTL, signed_change_id
 from pushdeploy.domain.changes import Change, ParsedEvent
-from pushdeploy.domain.deployments import UNDEPLOYED_CHANGE_TTL, signed_change_id
 from pushdeploy.errors import EventError, PushdeployError
 from pushdeploy.sources.forwarded import ForwardedChange, forwarded_entry
 from pushdeploy.sources.signatures import check_signature
@@ -60,6 +59,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+    from pushdeploy.adapters.notifier import MetricsSink  # its module imports the deployment model
 
 logger = Logger(service="pushdeploy", child=True)
 
@@ -272,7 +273,8 @@ def check_sender(delivery: Delivery) -> None:
 class _State:
     secrets: WebhookSecrets
     rules: RulesStore
-    ledger: Ledger
+    dynamodb: DynamoDBClient
+    ledger_table: str  # the webhook writes only its notes there (`record_webhook_note`)
     events: EventBridgeClient
     bus: str
     once: Callable[..., dict[str, Any]]
@@ -313,7 +315,8 @@ def _make_state() -> _State:
         rules=RulesStore(
             dynamodb, _env("RULES_TABLE"), cache_seconds=float(_env("RULES_CACHE_SECONDS", "30"))
         ),
-        ledger=Ledger(dynamodb, _env("LEDGER_TABLE")),
+        dynamodb=dynamodb,
+        ledger_table=_env("LEDGER_TABLE"),
         events=cast("EventBridgeClient", container.client("events")),
         bus=_env("FORWARD_BUS_NAME"),  # the stack's internal bus: only this function may put events there
         once=once,
@@ -491,12 +494,12 @@ def _sort_out(
         too_old = _staleness(change, state.max_age)
         if too_old is not None:
             stale += 1
-            notes.append(_record_note(state.ledger, change, ids[position], delivery_id, too_old))
+            notes.append(_record_note(state, change, ids[position], delivery_id, too_old))
         elif state.rules.watching(change):
             watched.append(ForwardedChange.of(change, delivery_id, delivery.provider, position))
         else:
             note = f"no rule watches {change.source} {change.repository}"
-            notes.append(_record_note(state.ledger, change, ids[position], delivery_id, note))
+            notes.append(_record_note(state, change, ids[position], delivery_id, note))
     return watched, notes, stale
 
 
@@ -534,7 +537,7 @@ def _forward_changes(
     return {"forwarded": len(changes)}
 
 
-def _record_note(ledger: Ledger, change: Change, change_id: str, delivery_id: str, note: str) -> str:
+def _record_note(state: _State, change: Change, change_id: str, delivery_id: str, note: str) -> str:
     now = container.utc_now()
     expires = int((now + UNDEPLOYED_CHANGE_TTL).timestamp())
     attributes: dict[str, Any] = {
@@ -545,7 +548,7 @@ def _record_note(ledger: Ledger, change: Change, change_id: str, delivery_id: st
         "event_id": delivery_id,
         "received_at": now,
     }
-    ledger.record_webhook_note(change_id, attributes, expires)
+    record_webhook_note(state.dynamodb, state.ledger_table, change_id, attributes, expires)
     return note
 
 

@@ -30,6 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from pushdeploy.adapters.records import (
+    CHANGE_SK,
+    WEBHOOK_SK,
+    change_item,
+    decode_item,
+    encode_item,
+    encode_value,
+    put_new,
+    record_webhook_note,
+)
 from pushdeploy.domain.changes import Change
 from pushdeploy.domain.deployments import IN_FLIGHT, Attempt, Deployment, Status, gated
 from pushdeploy.domain.slot import Entry, Pause, Slot
@@ -42,7 +52,6 @@ if TYPE_CHECKING:
 _DATETIME_FIELDS = ("created_at", "claimed_at", "started_at", "settled_at", "stuck_at", "pushed_at")
 _DEPLOYMENT_SK = "DEPLOYMENT"
 _SLOT_SK = "SLOT"
-_CHANGE_SK = "CHANGE"
 
 
 class SlotConflict(PushdeployError):
@@ -76,51 +85,6 @@ class Transition:
     fields: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _encode(value: Any) -> dict[str, Any]:
-    """A DynamoDB attribute value. The ledger stores only these types; boto3's own codec is not used
-    because importing it imports all of boto3 (and s3transfer) at cold start."""
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int):
-        return {"N": str(value)}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, datetime):
-        return {"S": value.isoformat()}
-    if value is None:
-        return {"NULL": True}
-    if isinstance(value, Mapping):
-        return {"M": {str(key): _encode(item) for key, item in value.items()}}
-    if isinstance(value, list | tuple):
-        return {"L": [_encode(item) for item in value]}
-    raise TypeError(f"the ledger does not store {type(value).__name__} values")
-
-
-def _decode(attribute: Mapping[str, Any]) -> Any:
-    ((kind, value),) = attribute.items()
-    if kind == "S":
-        return value
-    if kind == "N":
-        return int(value) if value.lstrip("-").isdigit() else float(value)
-    if kind == "BOOL":
-        return value
-    if kind == "NULL":
-        return None
-    if kind == "M":
-        return {key: _decode(item) for key, item in value.items()}
-    if kind == "L":
-        return [_decode(item) for item in value]
-    raise TypeError(f"unexpected DynamoDB attribute type {kind}")
-
-
-def _item(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _encode(value) for name, value in attributes.items() if value is not None}
-
-
-def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _decode(value) for name, value in item.items()}
-
-
 def followed(status: Status, held_by: Iterable[str] | None) -> bool:
     """Whether the reconciler looks at a deployment on every tick: in flight, or held for a gate."""
     return status in IN_FLIGHT or (status is Status.HELD and gated(tuple(held_by or ())))
@@ -133,7 +97,7 @@ def _created_key(deployment: Deployment) -> str:
 def deployment_item(deployment: Deployment) -> dict[str, Any]:
     attributes = deployment.model_dump(mode="python")
     attributes["status"] = str(deployment.status)
-    return _item(
+    return encode_item(
         {
             **attributes,
             "pk": f"DEPLOYMENT#{deployment.id}",
@@ -147,7 +111,7 @@ def deployment_item(deployment: Deployment) -> dict[str, Any]:
 
 
 def deployment_from_item(item: Mapping[str, Any]) -> Deployment:
-    plain = _plain(item)
+    plain = decode_item(item)
     for name in _DATETIME_FIELDS:
         if plain.get(name):
             plain[name] = datetime.fromisoformat(plain[name])
@@ -161,7 +125,7 @@ def deployment_from_item(item: Mapping[str, Any]) -> Deployment:
 def _slot_from(item: Mapping[str, Any] | None) -> Slot:
     if not item:
         return Slot()
-    plain = _plain(item)
+    plain = decode_item(item)
     return Slot(
         active=Entry.from_record(plain.get("active")),
         pending=Entry.from_record(plain.get("pending")),
@@ -176,7 +140,7 @@ def _deployment_or_none(item: Mapping[str, Any] | None) -> Deployment | None:
 
 
 def _plain_or_none(item: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return _plain(item) if item else None
+    return decode_item(item) if item else None
 
 
 def _attempt(record: Mapping[str, Any]) -> Attempt:
@@ -193,18 +157,6 @@ def attempt_record(attempt: Attempt) -> dict[str, Any]:
         "at": attempt.at.isoformat(),
         "until": attempt.until.isoformat() if attempt.until else None,
         "outcome": attempt.outcome,
-    }
-
-
-def _listed(change_id: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """The keys of a change record in the Changes and ChangesByArtifact indexes."""
-    received = attributes.get("received_at")
-    when = received.isoformat() if isinstance(received, datetime) else str(received or "")
-    change = attributes.get("change") or {}
-    return {
-        "listing": "change",
-        "listed_key": f"{when}#{change_id}",
-        "change_artifact": change.get("digest") or change.get("commit"),
     }
 
 
@@ -238,7 +190,7 @@ class Ledger:
     def slot(self, service: str) -> Slot:
         found = self._client.get_item(
             TableName=self._table,
-            Key=_item({"pk": f"SERVICE#{service}", "sk": _SLOT_SK}),
+            Key=encode_item({"pk": f"SERVICE#{service}", "sk": _SLOT_SK}),
             ConsistentRead=True,
         ).get("Item")
         return _slot_from(found)
@@ -247,7 +199,7 @@ class Ledger:
         """The change's record and, for each deployment it may create, the deployment, its service's slot
         and its artifact's failure mark, in one serializable read (TransactGetItems). None when that read
         is not possible (too many items, or a write in progress on one of them): read them one by one."""
-        keys: list[tuple[str, str]] = [(f"CHANGE#{change_id}", _CHANGE_SK)]
+        keys: list[tuple[str, str]] = [(f"CHANGE#{change_id}", CHANGE_SK)]
         for deployment in deployments:
             keys.append((f"DEPLOYMENT#{deployment.id}", _DEPLOYMENT_SK))
             keys.append((f"SERVICE#{deployment.service}", _SLOT_SK))
@@ -258,7 +210,7 @@ class Ledger:
         try:
             answer = self._client.transact_get_items(
                 TransactItems=[
-                    {"Get": {"TableName": self._table, "Key": _item({"pk": pk, "sk": sk})}}
+                    {"Get": {"TableName": self._table, "Key": encode_item({"pk": pk, "sk": sk})}}
                     for pk, sk in unique
                 ]
             )
@@ -269,7 +221,7 @@ class Ledger:
         found = {key: response.get("Item") for key, response in zip(unique, answer["Responses"], strict=True)}
         record = found[keys[0]]
         return ChangeReads(
-            recorded=_plain(record) if record else None,
+            recorded=decode_item(record) if record else None,
             deployments={
                 d.id: _deployment_or_none(found[(f"DEPLOYMENT#{d.id}", _DEPLOYMENT_SK)]) for d in deployments
             },
@@ -314,7 +266,7 @@ class Ledger:
                 raise DuplicateDeployment(created.id) from None
             first_put = 2 if created is not None else 1
             for put, reason in zip(puts, reasons[first_put:], strict=False):
-                if reason == "ConditionalCheckFailed" and put.item.get("sk") == _CHANGE_SK:
+                if reason == "ConditionalCheckFailed" and put.item.get("sk") == CHANGE_SK:
                     raise ChangeRecorded(str(put.item["change_id"])) from None
             if "ConditionalCheckFailed" in reasons or "TransactionConflict" in reasons:
                 raise SlotConflict(service) from None
@@ -327,11 +279,11 @@ class Ledger:
 
     def _put(self, put: Put) -> dict[str, Any]:
         if put.only_if_new:
-            return self._create(_item(put.item))
-        return {"Put": {"TableName": self._table, "Item": _item(put.item)}}
+            return self._create(encode_item(put.item))
+        return {"Put": {"TableName": self._table, "Item": encode_item(put.item)}}
 
     def _slot_put(self, service: str, expected: Slot, new: Slot) -> dict[str, Any]:
-        item = _item(
+        item = encode_item(
             {
                 "pk": f"SERVICE#{service}",
                 "sk": _SLOT_SK,
@@ -347,7 +299,7 @@ class Ledger:
         if expected.version == 0:
             condition, values = "attribute_not_exists(pk)", None
         else:
-            condition, values = "version = :expected", _item({":expected": expected.version})
+            condition, values = "version = :expected", encode_item({":expected": expected.version})
         put: dict[str, Any] = {"TableName": self._table, "Item": item, "ConditionExpression": condition}
         if values:
             put["ExpressionAttributeValues"] = values
@@ -375,11 +327,11 @@ class Ledger:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": _item({"pk": f"DEPLOYMENT#{transition.deployment_id}", "sk": _DEPLOYMENT_SK}),
+                "Key": encode_item({"pk": f"DEPLOYMENT#{transition.deployment_id}", "sk": _DEPLOYMENT_SK}),
                 "UpdateExpression": expression,
                 "ConditionExpression": "#status = :from",
                 "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": _item(values),
+                "ExpressionAttributeValues": encode_item(values),
             }
         }
 
@@ -427,18 +379,18 @@ class Ledger:
         return self._conditional(
             lambda: self._client.update_item(
                 TableName=self._table,
-                Key=_item({"pk": f"DEPLOYMENT#{deployment_id}", "sk": _DEPLOYMENT_SK}),
+                Key=encode_item({"pk": f"DEPLOYMENT#{deployment_id}", "sk": _DEPLOYMENT_SK}),
                 UpdateExpression="SET gate_facts.#name = :record",
                 ConditionExpression=condition + ")",
                 ExpressionAttributeNames={"#name": name, "#status": "status"},
-                ExpressionAttributeValues=_item(values),
+                ExpressionAttributeValues=encode_item(values),
             )
         )
 
     def deployment(self, deployment_id: str) -> Deployment | None:
         found = self._client.get_item(
             TableName=self._table,
-            Key=_item({"pk": f"DEPLOYMENT#{deployment_id}", "sk": _DEPLOYMENT_SK}),
+            Key=encode_item({"pk": f"DEPLOYMENT#{deployment_id}", "sk": _DEPLOYMENT_SK}),
             ConsistentRead=True,
         ).get("Item")
         return deployment_from_item(found) if found else None
@@ -485,7 +437,7 @@ class Ledger:
             "TableName": self._table,
             "IndexName": index,
             "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": _item(values),
+            "ExpressionAttributeValues": encode_item(values),
             "ScanIndexForward": False,
         }
         found: list[dict[str, Any]] = []
@@ -493,7 +445,7 @@ class Ledger:
             if limit is not None:
                 request["Limit"] = limit - len(found)
             page = self._client.query(**request)
-            found.extend(_plain(item) for item in page.get("Items", []))
+            found.extend(decode_item(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 break
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -508,13 +460,15 @@ class Ledger:
         request: dict[str, Any] = {
             "TableName": self._table,
             "FilterExpression": "kind = :slot",
-            "ExpressionAttributeValues": _item({":slot": "slot"}),
+            "ExpressionAttributeValues": encode_item({":slot": "slot"}),
             "ProjectionExpression": "service",
         }
         found: set[str] = set()
         while True:
             page = self._client.scan(**request)
-            found.update(str(_plain(item)["service"]) for item in page.get("Items", []) if "service" in item)
+            found.update(
+                str(decode_item(item)["service"]) for item in page.get("Items", []) if "service" in item
+            )
             if "LastEvaluatedKey" not in page:
                 return sorted(found)
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -536,7 +490,7 @@ class Ledger:
             "IndexName": index,
             "KeyConditionExpression": "#key = :value",
             "ExpressionAttributeNames": {"#key": key},
-            "ExpressionAttributeValues": _item({":value": value}),
+            "ExpressionAttributeValues": encode_item({":value": value}),
             "ScanIndexForward": not newest_first,
         }
         returned = 0
@@ -562,64 +516,44 @@ class Ledger:
     @staticmethod
     def change_put(change_id: str, attributes: Mapping[str, Any], expires_at: int | None) -> Put:
         """The change's record (see `record_change`), to commit with the deployment it creates."""
-        item = {
-            **attributes,
-            **_listed(change_id, attributes),
-            "pk": f"CHANGE#{change_id}",
-            "sk": _CHANGE_SK,
-            "kind": "change",
-            "change_id": change_id,
-            "expires_at": expires_at,
-        }
-        return Put(item)
+        return Put(change_item(change_id, CHANGE_SK, attributes, expires_at))
 
     def record_webhook_note(self, change_id: str, attributes: Mapping[str, Any], expires_at: int) -> bool:
-        """Record, once, a webhook push that never reached the controller (no rule watched it, or it was
-        too old). Kept apart from the change's record, which the controller writes if the push is
-        delivered again once a rule watches it."""
-        item = {
-            **attributes,
-            **_listed(change_id, attributes),
-            "pk": f"CHANGE#{change_id}",
-            "sk": "WEBHOOK",
-            "kind": "change",
-            "change_id": change_id,
-            "expires_at": expires_at,
-        }
-        return self._put_new(item)
+        """See `pushdeploy.adapters.records.record_webhook_note`."""
+        return record_webhook_note(self._client, self._table, change_id, attributes, expires_at)
 
     def decided_change(self, change_id: str) -> dict[str, Any] | None:
         """The change's record, if the controller decided it already (the webhook's note is not one)."""
         found = self._client.get_item(
             TableName=self._table,
-            Key=_item({"pk": f"CHANGE#{change_id}", "sk": _CHANGE_SK}),
+            Key=encode_item({"pk": f"CHANGE#{change_id}", "sk": CHANGE_SK}),
             ConsistentRead=True,
         ).get("Item")
-        return _plain(found) if found else None
+        return decode_item(found) if found else None
 
     def change(self, change_id: str, from_decisions: bool = False) -> dict[str, Any] | None:
         """The change's record, or else the webhook's note about it; with `from_decisions`, or else what
         its deploying decisions say (each written with its deployment: the run that decided it stopped
         before writing the change's record, and no retry came to write it, as can happen to a sweep raced
         by another)."""
-        for sort_key in (_CHANGE_SK, "WEBHOOK"):
+        for sort_key in (CHANGE_SK, WEBHOOK_SK):
             found = self._client.get_item(
                 TableName=self._table,
-                Key=_item({"pk": f"CHANGE#{change_id}", "sk": sort_key}),
+                Key=encode_item({"pk": f"CHANGE#{change_id}", "sk": sort_key}),
                 ConsistentRead=True,
             ).get("Item")
             if found:
-                return _plain(found)
+                return decode_item(found)
         return self._from_decisions(change_id) if from_decisions else None
 
     def _from_decisions(self, change_id: str) -> dict[str, Any] | None:
         page = self._client.query(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :decision)",
-            ExpressionAttributeValues=_item({":pk": f"CHANGE#{change_id}", ":decision": "DECISION#"}),
+            ExpressionAttributeValues=encode_item({":pk": f"CHANGE#{change_id}", ":decision": "DECISION#"}),
             ConsistentRead=True,
         )
-        decisions = [_plain(item) for item in page.get("Items", [])]
+        decisions = [decode_item(item) for item in page.get("Items", [])]
         if not decisions:
             return None
         return {
@@ -656,10 +590,10 @@ class Ledger:
         """How `artifact` failed on the service, if it did."""
         found = self._client.get_item(
             TableName=self._table,
-            Key=_item({"pk": f"SERVICE#{service}", "sk": f"FAILED#{artifact}"}),
+            Key=encode_item({"pk": f"SERVICE#{service}", "sk": f"FAILED#{artifact}"}),
             ConsistentRead=True,
         ).get("Item")
-        return _plain(found) if found else None
+        return decode_item(found) if found else None
 
     def record_outside(self, service: str, record: Mapping[str, Any]) -> bool:
         """An App Runner operation pushdeploy did not start (`operation_id`, `type`, `status`, ...), once."""
@@ -679,7 +613,7 @@ class Ledger:
         for operation_id in operation_ids:
             item = self._client.get_item(
                 TableName=self._table,
-                Key=_item({"pk": f"SERVICE#{service}", "sk": f"OUTSIDE#{operation_id}"}),
+                Key=encode_item({"pk": f"SERVICE#{service}", "sk": f"OUTSIDE#{operation_id}"}),
                 ConsistentRead=True,
                 ProjectionExpression="sk",
             ).get("Item")
@@ -692,13 +626,13 @@ class Ledger:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": _item({":pk": f"SERVICE#{service}", ":prefix": "OUTSIDE#"}),
+            "ExpressionAttributeValues": encode_item({":pk": f"SERVICE#{service}", ":prefix": "OUTSIDE#"}),
             "ConsistentRead": True,
         }
         found: list[dict[str, Any]] = []
         while True:
             page = self._client.query(**request)
-            found.extend(_plain(item) for item in page.get("Items", []))
+            found.extend(decode_item(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 break
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -712,7 +646,7 @@ class Ledger:
         read (its attempt count) and it still waits to start. False means: do not call."""
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": _item({"pk": f"DEPLOYMENT#{deployment.id}", "sk": _DEPLOYMENT_SK}),
+            "Key": encode_item({"pk": f"DEPLOYMENT#{deployment.id}", "sk": _DEPLOYMENT_SK}),
             "UpdateExpression": (
                 "SET attempt_log = list_append(if_not_exists(attempt_log, :empty), :attempt), "
                 "attempts = :next"
@@ -721,7 +655,7 @@ class Ledger:
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {
                 ":empty": {"L": []},
-                ":attempt": {"L": [_encode(attempt_record(attempt))]},
+                ":attempt": {"L": [encode_value(attempt_record(attempt))]},
                 ":next": {"N": str(deployment.attempts + 1)},
                 ":count": {"N": str(deployment.attempts)},
                 ":starting": {"S": str(Status.STARTING)},
@@ -733,11 +667,11 @@ class Ledger:
         """Fill in how attempt `number` (1-based) ended. False when the deployment moved on meanwhile."""
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": _item({"pk": f"DEPLOYMENT#{deployment_id}", "sk": _DEPLOYMENT_SK}),
+            "Key": encode_item({"pk": f"DEPLOYMENT#{deployment_id}", "sk": _DEPLOYMENT_SK}),
             "UpdateExpression": f"SET attempt_log[{number - 1}] = :attempt",
             "ConditionExpression": "attempts = :count",
             "ExpressionAttributeValues": {
-                ":attempt": _encode(attempt_record(attempt)),
+                ":attempt": encode_value(attempt_record(attempt)),
                 ":count": {"N": str(number)},
             },
         }
@@ -761,11 +695,11 @@ class Ledger:
     def sweep_marks(self) -> tuple[dict[str, Any], int]:
         """How far each source was swept (by source key), and the version the marks were written at."""
         found = self._client.get_item(
-            TableName=self._table, Key=_item({"pk": "SWEEP", "sk": "MARKS"}), ConsistentRead=True
+            TableName=self._table, Key=encode_item({"pk": "SWEEP", "sk": "MARKS"}), ConsistentRead=True
         ).get("Item")
         if not found:
             return {}, 0
-        plain = _plain(found)
+        plain = decode_item(found)
         return dict(plain.get("marks") or {}), int(plain["version"])
 
     def record_sweep_marks(self, marks: Mapping[str, Any], version: int, swept_at: datetime) -> bool:
@@ -784,20 +718,16 @@ class Ledger:
         return self._conditional(
             lambda: self._client.put_item(
                 TableName=self._table,
-                Item=_item(item),
+                Item=encode_item(item),
                 ConditionExpression="version = :read",
-                ExpressionAttributeValues=_item({":read": version}),
+                ExpressionAttributeValues=encode_item({":read": version}),
             )
         )
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    def _put_new(self, item: Mapping[str, Any]) -> bool:
-        return self._conditional(
-            lambda: self._client.put_item(
-                TableName=self._table, Item=_item(item), ConditionExpression="attribute_not_exists(pk)"
-            )
-        )
+    def _put_new(self, attributes: Mapping[str, Any]) -> bool:
+        return put_new(self._client, self._table, attributes)
 
     @staticmethod
     def _conditional(call: Callable[[], object]) -> bool:

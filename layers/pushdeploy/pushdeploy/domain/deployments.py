@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pushdeploy.domain.change_ids import ID_NAMESPACE
 from pushdeploy.domain.changes import Change
 from pushdeploy.domain.decisions import Decision
 from pushdeploy.domain.order import OrderKind, Position
@@ -83,41 +84,15 @@ def settled_status(operation_status: str) -> Status | None:
     return _OPERATION_OUTCOMES[operation_status]
 
 
-_IDS = uuid.UUID("5d1c1f0e-3a43-4b8e-9a57-8f3f1e0c2b6a")
-
-
-def change_id_for(event_id: str, position: int) -> str:
-    """Deterministic: a redelivered event maps to the same change, so it is recorded once."""
-    return str(uuid.uuid5(_IDS, f"change|{event_id}|{position}"))
-
-
-def swept_change_id(change: Change) -> str:
-    """A push the sweep found, known by what was pushed where: two sweeps that find it make one change."""
-    parts = (*change.key, change.tag or "", change.branch or "", change.artifact)
-    return str(uuid.uuid5(_IDS, "swept-change|" + "|".join(parts)))
-
-
-def signed_change_id(change: Change) -> str:
-    """A webhook push's change id, from what its sender signed (provider, repository, branch, commit and
-    push time), never from the unsigned delivery id: the same push redelivered under any delivery id is
-    the same change, and no delivery can name another push's record."""
-    pushed_at = change.pushed_at.isoformat() if change.pushed_at else ""
-    parts = (change.source, change.repository.lower(), change.branch or "", change.commit or "", pushed_at)
-    return str(uuid.uuid5(_IDS, "signed-change|" + "|".join(parts)))
-
-
 def deployment_id_for(change_id: str, rule_id: str) -> str:
     """Deterministic: a retried handler recreates the same id, and the conditional write refuses it."""
-    return str(uuid.uuid5(_IDS, f"deployment|{change_id}|{rule_id}"))
+    return str(uuid.uuid5(ID_NAMESPACE, f"deployment|{change_id}|{rule_id}"))
 
 
 def iso(moment: datetime | None) -> str | None:
     """ISO 8601 UTC with a `Z`, second precision, as the ledger contract shows."""
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-# Changes that deployed nothing (and the webhook's notes) expire from the ledger after this long.
-UNDEPLOYED_CHANGE_TTL = timedelta(days=90)
 
 AttemptOutcome = Literal["started", "refused", "unknown"]
 Trigger = Literal["push", "manual", "rollback", "take-over", "sweep"]
