@@ -50,7 +50,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pushdeploy.domain import deployments as pushdeploy_deployments
+from pushdeploy.domain import change_ids as pushdeploy_change_ids
 from pushdeploy.domain.changes import Change
 from tests.integration.harness import ACCOUNT, REGION
 from tests.simulation.gate_invariants import GateChecker
@@ -601,14 +601,14 @@ class Episode:
 def _expected_change_ids(event_id: str) -> list[str]:
     """The change id pushdeploy derives for an EventBridge push (one change, position 0), if it still
     derives it with `change_id_for`; else none, and records are read after answers only."""
-    derive = getattr(pushdeploy_deployments, "change_id_for", None)
+    derive = getattr(pushdeploy_change_ids, "change_id_for", None)
     return [str(derive(event_id, 0))] if callable(derive) else []
 
 
 def _swept_change_id(kind: str, tag: str | None, artifact: str) -> str | None:
     """The change id a sweep gives the push (`swept_change_id`, from its source, tag or branch, and
     artifact), if pushdeploy derives one."""
-    derive = getattr(pushdeploy_deployments, "swept_change_id", None)
+    derive = getattr(pushdeploy_change_ids, "swept_change_id", None)
     if not callable(derive):
         return None
     where: dict[str, Any] = {"account": ACCOUNT, "region": REGION}
