@@ -231,6 +231,7 @@ def exercise_every_path(cloud: Cloud, recorder: CallRecorder) -> None:
     )
     with recorder.running("image_pushed"):
         first = cloud.ecr_push_event("latest", DIGESTS[0])
+        cloud.sim.fail_next(staging)  # it rolls back: settling it marks the digest failed (PutItem)
         cloud.invoke("image_pushed", first)  # DescribeService + StartDeployment
         cloud.invoke("image_pushed", first)  # the same event again: answered from its change's record
         cloud.push_image("latest", DIGESTS[3])  # the service is busy: queued
@@ -248,6 +249,7 @@ def exercise_every_path(cloud: Cloud, recorder: CallRecorder) -> None:
     cloud.push_image("v1.4.0", DIGESTS[5])
     cloud.push_image("latest", DIGESTS[6])  # staging is free: started now, settled below
     cloud.advance(180)  # past the start grace
+    cloud.sim.fail_next(prod)  # v1.4.0 rolls back: the reconciler's settling marks the digest (PutItem)
     with recorder.running("reconciler"):
         cloud.reconcile()  # settles staging, calls App Runner again for prod
     cloud.settle_operations()

@@ -483,9 +483,9 @@ class Controller:
         return report
 
     def reconcile_service(self, service: str) -> None:
-        slot = self.ledger.slot(service)
+        slot, kept = self.ledger.slot_with_active(service)
         if slot.active is not None:
-            active = self.ledger.deployment(slot.active.id)
+            active = kept or self.ledger.deployment(slot.active.id)
             if active is None:
                 raise PushdeployError(f"slot of {service} names {slot.active.id}, which the ledger lacks")
             if active.status is Status.IN_PROGRESS:

@@ -187,7 +187,12 @@ class Runner:
             **extra,
         }
         moved = transition(deployment.id, Status.STARTING, Status.IN_PROGRESS, **fields)
-        recorded = self.ledger.update_returning(moved)
+        # As the transition leaves it (nothing else writes a starting deployment while its call runs: the
+        # start grace outlasts any call), for the slot to keep while it is in progress.
+        started = Deployment.model_validate(
+            {**deployment.model_dump(), "status": Status.IN_PROGRESS, **fields}
+        )
+        recorded = self.ledger.record_start(moved, started)
         if recorded is None:
             return False
         self.notifier.deployment_changed(recorded, "Started")
@@ -354,6 +359,8 @@ class Runner:
         minutes = int((now - since).total_seconds() // 60)
         what = f"operation {deployment.operation_id}" if deployment.operation_id else "the deployment's start"
         detail = f"{what} has not settled after {minutes} minutes"
+        if deployment.status is Status.IN_PROGRESS:
+            self.ledger.forget_active(deployment.service, deployment.id)  # its copy would lack the flag
         moved = transition(deployment.id, deployment.status, deployment.status, stuck_at=now, detail=detail)
         if self.ledger.update(moved):
             self.notifier.deployment_changed(

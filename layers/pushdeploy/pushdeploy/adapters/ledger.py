@@ -8,6 +8,9 @@ One table (single-table design). Items:
 - `SERVICE#<arn>` / `SLOT`: the service's active, pending and live deployment, each with its place in its
   rule's order, and a version number. Every slot change is one transaction conditioned on that version,
   so concurrent Lambdas cannot both start a deployment on one service, nor both pass an order check.
+  While the active deployment is in progress the slot also keeps a copy of it (`active_record`, written
+  in the transaction that records its operation, dropped when another becomes active), so App Runner's
+  status event settles it from one read.
 - `SERVICE#<arn>` / `FAILED#<artifact>`: an artifact that failed or rolled back there (never redeployed
   automatically), written in the transaction that settles it.
 - `SERVICE#<arn>` / `OUTSIDE#<operation id>`: an App Runner operation pushdeploy did not start.
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
 _DATETIME_FIELDS = ("created_at", "claimed_at", "started_at", "settled_at", "stuck_at", "pushed_at")
 _DEPLOYMENT_SK = "DEPLOYMENT"
 _SLOT_SK = "SLOT"
+_ACTIVE_RECORD = "active_record"  # the slot's copy of its in-progress active deployment
 
 
 class SlotConflict(PushdeployError):
@@ -94,12 +98,16 @@ def _created_key(deployment: Deployment) -> str:
     return f"{deployment.created_at.isoformat()}#{deployment.id}"
 
 
-def deployment_item(deployment: Deployment) -> dict[str, Any]:
+def _deployment_attributes(deployment: Deployment) -> dict[str, Any]:
     attributes = deployment.model_dump(mode="python")
     attributes["status"] = str(deployment.status)
+    return attributes
+
+
+def deployment_item(deployment: Deployment) -> dict[str, Any]:
     return encode_item(
         {
-            **attributes,
+            **_deployment_attributes(deployment),
             "pk": f"DEPLOYMENT#{deployment.id}",
             "sk": _DEPLOYMENT_SK,
             "kind": "deployment",
@@ -195,6 +203,65 @@ class Ledger:
         ).get("Item")
         return _slot_from(found)
 
+    def slot_with_active(self, service: str) -> tuple[Slot, Deployment | None]:
+        """The service's slot and, while its active deployment is in progress, that deployment as the slot
+        keeps it (the same read: what settling it needs). None when the slot keeps no copy of it."""
+        found = self._client.get_item(
+            TableName=self._table,
+            Key=encode_item({"pk": f"SERVICE#{service}", "sk": _SLOT_SK}),
+            ConsistentRead=True,
+        ).get("Item")
+        slot = _slot_from(found)
+        kept = (found or {}).get(_ACTIVE_RECORD, {}).get("M")
+        active = deployment_from_item(kept) if kept else None
+        if active is None or slot.active is None or active.id != slot.active.id:
+            return slot, None
+        return slot, active if active.status is Status.IN_PROGRESS else None
+
+    def record_start(self, transition: Transition, started: Deployment) -> Deployment | None:
+        """Move a starting deployment to in progress (`transition`) and keep `started`, the deployment as
+        that leaves it, in its service's slot, in one transaction: the deployment as recorded, or None if
+        it had moved on. If the slot no longer names it active (or another transaction is writing the
+        slot), the deployment alone is moved, and settling it will read it."""
+        slot_update = {
+            "Update": {
+                "TableName": self._table,
+                "Key": encode_item({"pk": f"SERVICE#{started.service}", "sk": _SLOT_SK}),
+                "UpdateExpression": "SET #record = :record",
+                "ConditionExpression": "#active.#id = :id",
+                "ExpressionAttributeNames": {"#record": _ACTIVE_RECORD, "#active": "active", "#id": "id"},
+                "ExpressionAttributeValues": {
+                    ":record": {"M": encode_item(_deployment_attributes(started))},
+                    ":id": {"S": started.id},
+                },
+            }
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[self._transition_update(transition), slot_update]  # type: ignore[list-item]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return None  # the deployment moved on
+            return self.update_returning(transition)
+        return started
+
+    def forget_active(self, service: str, deployment_id: str) -> None:
+        """Drop the slot's copy of its active deployment (before that deployment is changed otherwise)."""
+        self._conditional(
+            lambda: self._client.update_item(
+                TableName=self._table,
+                Key=encode_item({"pk": f"SERVICE#{service}", "sk": _SLOT_SK}),
+                UpdateExpression="REMOVE #record",
+                ConditionExpression="#active.#id = :id",
+                ExpressionAttributeNames={"#record": _ACTIVE_RECORD, "#active": "active", "#id": "id"},
+                ExpressionAttributeValues={":id": {"S": deployment_id}},
+            )
+        )
+
     def reads_for_change(self, change_id: str, deployments: Sequence[Deployment]) -> ChangeReads | None:
         """The change's record and, for each deployment it may create, the deployment, its service's slot
         and its artifact's failure mark, in one serializable read (TransactGetItems). None when that read
@@ -283,27 +350,46 @@ class Ledger:
         return {"Put": {"TableName": self._table, "Item": encode_item(put.item)}}
 
     def _slot_put(self, service: str, expected: Slot, new: Slot) -> dict[str, Any]:
-        item = encode_item(
-            {
-                "pk": f"SERVICE#{service}",
-                "sk": _SLOT_SK,
-                "kind": "slot",
-                "service": service,
-                "active": new.active.as_record() if new.active else None,
-                "pending": new.pending.as_record() if new.pending else None,
-                "live": new.live.as_record() if new.live else None,
-                "paused": new.paused.as_record() if new.paused else None,
-                "version": new.version,
-            }
-        )
+        fields = {
+            "kind": "slot",
+            "service": service,
+            "active": new.active.as_record() if new.active else None,
+            "pending": new.pending.as_record() if new.pending else None,
+            "live": new.live.as_record() if new.live else None,
+            "paused": new.paused.as_record() if new.paused else None,
+            "version": new.version,
+        }
+        key = {"pk": f"SERVICE#{service}", "sk": _SLOT_SK}
         if expected.version == 0:
-            condition, values = "attribute_not_exists(pk)", None
-        else:
-            condition, values = "version = :expected", encode_item({":expected": expected.version})
-        put: dict[str, Any] = {"TableName": self._table, "Item": item, "ConditionExpression": condition}
-        if values:
-            put["ExpressionAttributeValues"] = values
-        return {"Put": put}
+            item = encode_item({**key, **fields})
+            return {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        # An update, not a put: the active deployment's copy stays while that deployment stays active.
+        names = {f"#{name}": name for name in fields}
+        values = {f":{name}": value for name, value in fields.items() if value is not None}
+        assignments = [f"#{name} = :{name}" for name, value in fields.items() if value is not None]
+        removals = [f"#{name}" for name, value in fields.items() if value is None]
+        if (new.active.id if new.active else None) != (expected.active.id if expected.active else None):
+            names["#record"] = _ACTIVE_RECORD
+            removals.append("#record")
+        expression = "SET " + ", ".join(assignments)
+        if removals:
+            expression += " REMOVE " + ", ".join(removals)
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": encode_item(key),
+                "UpdateExpression": expression,
+                "ConditionExpression": "#version = :expected",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": encode_item({**values, ":expected": expected.version}),
+            }
+        }
 
     def _transition_update(self, transition: Transition) -> dict[str, Any]:
         names = {"#status": "status"}
