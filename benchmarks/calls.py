@@ -20,7 +20,7 @@ import sys
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, redirect_stdout
 from io import StringIO
@@ -29,7 +29,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto.core.botocore_stubber import BotocoreStubber
 
 from pushdeploy.local.inprocess import Cloud, build_cloud, silence_notifications
 
@@ -147,25 +146,9 @@ def measure_calls(trace: bool = False) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def serialized_moto() -> Iterator[None]:
-    """One request at a time into moto, as DynamoDB applies a conditional write atomically (moto's
-    in-process backend does not lock; the local cloud's server does the same)."""
-    lock = threading.Lock()
-    original: Callable[..., Any] = BotocoreStubber.__call__
-
-    def locked(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(BotocoreStubber, "__call__", locked)
-        yield
-
-
 def measure_contention(pushes: int = CONCURRENT_PUSHES) -> dict[str, Any]:
     """`contention` of bench.json: `pushes` semver pushes to one service, all at once."""
-    with counted_cloud() as (cloud, counter), serialized_moto():
+    with counted_cloud() as (cloud, counter):
         prod = cloud.create_image_service("web-prod", tag="v1.0.0")
         cloud.apply_rules(
             [{"id": "prod", "service": prod, "image": {"repository": "web", "semver": ">=1.0.0"}}]

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import importlib.util
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 import boto3
+from moto.core.botocore_stubber import BotocoreStubber
 
 from pushdeploy import container, runtime
 from pushdeploy.adapters.ledger import Ledger
@@ -450,4 +452,19 @@ def build_cloud(monkeypatch: Patcher) -> Cloud:
         monkeypatch.setattr(module, "utc_now", cloud.now)
     for owner, name, value in ecr_scans.patches():  # scans recorded by `Cloud.record_scan` are ECR's answer
         monkeypatch.setattr(owner, name, value)
+    monkeypatch.setattr(BotocoreStubber, "__call__", _one_request_at_a_time(BotocoreStubber.__call__))
     return cloud
+
+
+def _one_request_at_a_time(answer: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's in-process backends answer one request at a time, as the local cloud's server does: DynamoDB
+    applies each write to an item atomically, and moto's in-process backend, which checks a condition and
+    then changes the item in place, would otherwise let two threads' writes interleave (tests and
+    benchmarks run concurrent Lambdas as threads). Reentrant: a backend may call another."""
+    lock = threading.RLock()
+
+    def locked(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return answer(self, *args, **kwargs)
+
+    return locked
