@@ -185,6 +185,7 @@ class Episode:
             self.hooks.attach_apprunner(clients.apprunner)
             self.hooks.on_overlap = self._overlap
             self.checker = Checker(self.roles, self.pushes, self.deleted, _label, world.moment)
+            self.checker.by_swept = self.by_swept  # the same lists, as pushes arrive
             self.checker.read_decisions = lambda change_id: world.cloud.ledger.change(
                 change_id, from_decisions=True
             )

@@ -187,6 +187,8 @@ class Checker:
         self.deleted = deleted
         self.labels = labels  # artifact -> "#12" (for messages)
         self.by_change: dict[str, Push] = {}
+        # A sweep's change id -> every push of its tag and artifact (a tag moved back onto an image has two)
+        self.by_swept: dict[str, list[Push]] = {}
         self.swept: dict[str, dict[str, Any]] = {}  # a sweep's change id -> its record, as first read
         self.first_look: datetime | None = None  # when a sweep first recorded its marks
         self.gates: GateChecker | None = None  # the gated rules' checks, in an episode with gates
@@ -421,7 +423,13 @@ class Checker:
         """Where a deployment stands in its rule's order (None when its push is not known yet)."""
         if spec.kind == "semver":
             return parse_version(getattr(deployment, "tag", None) or "")
-        push = self.by_change.get(getattr(deployment, "change_id", ""))
+        change_id = getattr(deployment, "change_id", "")
+        push = self.by_change.get(change_id)
+        created = getattr(deployment, "created_at", None)
+        pushes_then = [p for p in self.by_swept.get(change_id, []) if created and p.pushed_at <= created]
+        if pushes_then:
+            # A sweep's deployment of a tag moved back onto an image stands for the newest move it saw.
+            push = max(pushes_then, key=lambda p: p.pushed_at)
         return None if push is None else self._push_key(spec, push)
 
     @staticmethod
