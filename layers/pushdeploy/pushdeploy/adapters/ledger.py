@@ -143,6 +143,12 @@ def _slot_from(item: Mapping[str, Any] | None) -> Slot:
     )
 
 
+def _update_expression(assignments: Sequence[str], removals: Sequence[str]) -> str:
+    """`SET a = :a, ...` and, if anything is removed, `REMOVE b, ...`."""
+    expression = "SET " + ", ".join(assignments)
+    return expression + (" REMOVE " + ", ".join(removals) if removals else "")
+
+
 def _deployment_or_none(item: Mapping[str, Any] | None) -> Deployment | None:
     return deployment_from_item(item) if item else None
 
@@ -377,9 +383,7 @@ class Ledger:
         if (new.active.id if new.active else None) != (expected.active.id if expected.active else None):
             names["#record"] = _ACTIVE_RECORD
             removals.append("#record")
-        expression = "SET " + ", ".join(assignments)
-        if removals:
-            expression += " REMOVE " + ", ".join(removals)
+        expression = _update_expression(assignments, removals)
         return {
             "Update": {
                 "TableName": self._table,
@@ -407,9 +411,7 @@ class Ledger:
             assignments.append("inflight = :inflight")
         elif transition.to_status is not Status.HELD or "held_by" in transition.fields:
             removals.append("inflight")  # a held one whose holds are not told keeps its place
-        expression = "SET " + ", ".join(assignments)
-        if removals:
-            expression += " REMOVE " + ", ".join(removals)
+        expression = _update_expression(assignments, removals)
         return {
             "Update": {
                 "TableName": self._table,
