@@ -77,7 +77,8 @@ class ChangeReport:
 @dataclass
 class RecordDraft:
     """A change's record before its one deploying decision is admitted: every other decision's outcome is
-    known, and the admission puts the record in its own transaction (`put`) with that decision's."""
+    known, and the admission puts the record, with that decision's outcome, in its own transaction
+    (`putter`)."""
 
     change_id: str
     attributes: dict[str, Any]  # everything but the decisions
