@@ -241,8 +241,7 @@ class World:
         frozen = sim._clock0
         sim._clock = lambda: frozen
         sim._epoch0 = BASE.timestamp()
-        self._patch.setattr(runtime, "utc_now", self.now)  # every handler's clock
-        self._patch.setattr(container, "utc_now", self.now)  # the webhook's
+        self._patch.setattr(container, "utc_now", self.now)  # every handler's clock
         self._patch.setattr(cloud, "now", self.now)
         # moto stamps imagePushedAt with datetime.now(): the world's time instead, so that the sweep's
         # marks (the controller's clock) and the images' push times are on one clock.

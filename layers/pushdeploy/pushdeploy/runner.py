@@ -28,13 +28,7 @@ from pushdeploy.adapters.apprunner import (
 )
 from pushdeploy.adapters.ledger import Ledger
 from pushdeploy.domain.change_ids import UNDEPLOYED_CHANGE_TTL
-from pushdeploy.domain.deployments import (
-    Attempt,
-    AttemptOutcome,
-    Deployment,
-    Status,
-    settled_status,
-)
+from pushdeploy.domain.deployments import Attempt, AttemptOutcome, Deployment, Status, settled_status
 from pushdeploy.domain.evidence import (
     NotOwn,
     NotStarted,

@@ -29,7 +29,6 @@ from pushdeploy.container import client as client
 from pushdeploy.container import env as _env
 from pushdeploy.container import on_reset as on_reset
 from pushdeploy.controller import Controller, Settings
-from pushdeploy.controller import utc_now as utc_now  # the clock of every handler; tests move it
 from pushdeploy.domain.change_ids import change_id_for, signed_change_id
 from pushdeploy.domain.changes import Change, ParsedEvent
 from pushdeploy.errors import EventError
@@ -56,9 +55,9 @@ def make_controller(metrics: MetricsSink | None = None) -> Controller:
     )
     target = RegionalTarget(lambda region: AppRunnerTarget(client("apprunner", region)))  # type: ignore[arg-type]
     notifier = EventBridgeNotifier(client("events"), _env("EVENT_BUS_NAME", "default"), metrics)  # type: ignore[arg-type]
-    scans = ScanReader(lambda region: client("ecr", region), clock=lambda: utc_now())
+    scans = ScanReader(lambda region: client("ecr", region), clock=lambda: container.utc_now())
     return Controller(
-        ledger, target, rules, notifier, settings(), clock=lambda: utc_now(), scans=scans
+        ledger, target, rules, notifier, settings(), clock=lambda: container.utc_now(), scans=scans
     )  # late-bound: tests move time
 
 
@@ -217,6 +216,6 @@ def _sweeper(own_account: str, metrics: MetricsSink | None) -> Sweeper:
         rules = RulesStore(client("dynamodb"), _env("RULES_TABLE"))  # type: ignore[arg-type]
         grace = timedelta(seconds=float(_env("SWEEP_GRACE_SECONDS", "120")))
         _sweepers[own_account] = Sweeper(
-            controller(metrics), SourceReader(clients), rules, grace, clock=lambda: utc_now()
+            controller(metrics), SourceReader(clients), rules, grace, clock=lambda: container.utc_now()
         )
     return _sweepers[own_account]

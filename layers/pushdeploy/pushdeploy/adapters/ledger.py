@@ -143,6 +143,10 @@ def _slot_from(item: Mapping[str, Any] | None) -> Slot:
     )
 
 
+def _slot_key(service: str) -> dict[str, Any]:
+    return encode_item({"pk": f"SERVICE#{service}", "sk": _SLOT_SK})
+
+
 def _update_expression(assignments: Sequence[str], removals: Sequence[str]) -> str:
     """`SET a = :a, ...` and, if anything is removed, `REMOVE b, ...`."""
     expression = "SET " + ", ".join(assignments)
@@ -202,45 +206,31 @@ class Ledger:
     # --- the service slot -------------------------------------------------------------------------
 
     def slot(self, service: str) -> Slot:
-        found = self._client.get_item(
-            TableName=self._table,
-            Key=encode_item({"pk": f"SERVICE#{service}", "sk": _SLOT_SK}),
-            ConsistentRead=True,
-        ).get("Item")
-        return _slot_from(found)
+        return _slot_from(self._slot_item(service))
 
     def slot_with_active(self, service: str) -> tuple[Slot, Deployment | None]:
         """The service's slot and, while its active deployment is in progress, that deployment as the slot
         keeps it (the same read: what settling it needs). None when the slot keeps no copy of it."""
-        found = self._client.get_item(
-            TableName=self._table,
-            Key=encode_item({"pk": f"SERVICE#{service}", "sk": _SLOT_SK}),
-            ConsistentRead=True,
-        ).get("Item")
+        found = self._slot_item(service)
         slot = _slot_from(found)
         kept = (found or {}).get(_ACTIVE_RECORD, {}).get("M")
-        active = deployment_from_item(kept) if kept else None
-        if active is None or slot.active is None or active.id != slot.active.id:
+        if not kept or slot.active is None or kept.get("id", {}).get("S") != slot.active.id:
             return slot, None
+        active = deployment_from_item(kept)
         return slot, active if active.status is Status.IN_PROGRESS else None
+
+    def _slot_item(self, service: str) -> dict[str, Any] | None:
+        found = self._client.get_item(TableName=self._table, Key=_slot_key(service), ConsistentRead=True)
+        return found.get("Item")
 
     def record_start(self, transition: Transition, started: Deployment) -> Deployment | None:
         """Move a starting deployment to in progress (`transition`) and keep `started`, the deployment as
         that leaves it, in its service's slot, in one transaction: the deployment as recorded, or None if
         it had moved on. If the slot no longer names it active (or another transaction is writing the
         slot), the deployment alone is moved, and settling it will read it."""
+        copy = {"M": encode_item(_deployment_attributes(started))}
         slot_update = {
-            "Update": {
-                "TableName": self._table,
-                "Key": encode_item({"pk": f"SERVICE#{started.service}", "sk": _SLOT_SK}),
-                "UpdateExpression": "SET #record = :record",
-                "ConditionExpression": "#active.#id = :id",
-                "ExpressionAttributeNames": {"#record": _ACTIVE_RECORD, "#active": "active", "#id": "id"},
-                "ExpressionAttributeValues": {
-                    ":record": {"M": encode_item(_deployment_attributes(started))},
-                    ":id": {"S": started.id},
-                },
-            }
+            "Update": self._active_copy_update(started.service, started.id, "SET #record = :record", copy)
         }
         try:
             self._client.transact_write_items(
@@ -257,16 +247,24 @@ class Ledger:
 
     def forget_active(self, service: str, deployment_id: str) -> None:
         """Drop the slot's copy of its active deployment (before that deployment is changed otherwise)."""
-        self._conditional(
-            lambda: self._client.update_item(
-                TableName=self._table,
-                Key=encode_item({"pk": f"SERVICE#{service}", "sk": _SLOT_SK}),
-                UpdateExpression="REMOVE #record",
-                ConditionExpression="#active.#id = :id",
-                ExpressionAttributeNames={"#record": _ACTIVE_RECORD, "#active": "active", "#id": "id"},
-                ExpressionAttributeValues={":id": {"S": deployment_id}},
-            )
-        )
+        update = self._active_copy_update(service, deployment_id, "REMOVE #record")
+        self._conditional(lambda: self._client.update_item(**update))
+
+    def _active_copy_update(
+        self, service: str, deployment_id: str, expression: str, copy: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """An update of the slot's copy of its active deployment, only while that is `deployment_id`."""
+        values: dict[str, Any] = {":id": {"S": deployment_id}}
+        if copy is not None:
+            values[":record"] = copy
+        return {
+            "TableName": self._table,
+            "Key": _slot_key(service),
+            "UpdateExpression": expression,
+            "ConditionExpression": "#active.#id = :id",
+            "ExpressionAttributeNames": {"#record": _ACTIVE_RECORD, "#active": "active", "#id": "id"},
+            "ExpressionAttributeValues": values,
+        }
 
     def reads_for_change(self, change_id: str, deployments: Sequence[Deployment]) -> ChangeReads | None:
         """The change's record and, for each deployment it may create, the deployment, its service's slot
@@ -326,7 +324,7 @@ class Ledger:
         actions: list[dict[str, Any]] = []
         if created is not None:
             actions.append(self._create(deployment_item(created)))
-        actions.append(self._slot_put(service, expected, new))
+        actions.append(self._slot_write(service, expected, new))
         actions.extend(self._put(put) for put in puts)
         actions.extend(self._transition_update(t) for t in transitions)
         try:
@@ -355,7 +353,7 @@ class Ledger:
             return self._create(encode_item(put.item))
         return {"Put": {"TableName": self._table, "Item": encode_item(put.item)}}
 
-    def _slot_put(self, service: str, expected: Slot, new: Slot) -> dict[str, Any]:
+    def _slot_write(self, service: str, expected: Slot, new: Slot) -> dict[str, Any]:
         fields = {
             "kind": "slot",
             "service": service,
@@ -365,9 +363,8 @@ class Ledger:
             "paused": new.paused.as_record() if new.paused else None,
             "version": new.version,
         }
-        key = {"pk": f"SERVICE#{service}", "sk": _SLOT_SK}
         if expected.version == 0:
-            item = encode_item({**key, **fields})
+            item = {**_slot_key(service), **encode_item(fields)}
             return {
                 "Put": {
                     "TableName": self._table,
@@ -387,7 +384,7 @@ class Ledger:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": encode_item(key),
+                "Key": _slot_key(service),
                 "UpdateExpression": expression,
                 "ConditionExpression": "#version = :expected",
                 "ExpressionAttributeNames": names,

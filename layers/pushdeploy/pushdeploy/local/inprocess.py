@@ -447,9 +447,9 @@ def build_cloud(monkeypatch: Patcher) -> Cloud:
         return apprunner if service == "apprunner" else real_client(service, region or REGION)
 
     runtime.reset()
-    for module in (runtime, container):  # the webhook's clients and clock are the container's
+    for module in (runtime, container):  # the webhook's clients are the container's
         monkeypatch.setattr(module, "client", client)
-        monkeypatch.setattr(module, "utc_now", cloud.now)
+    monkeypatch.setattr(container, "utc_now", cloud.now)  # every handler's clock
     for owner, name, value in ecr_scans.patches():  # scans recorded by `Cloud.record_scan` are ECR's answer
         monkeypatch.setattr(owner, name, value)
     monkeypatch.setattr(BotocoreStubber, "__call__", _one_request_at_a_time(BotocoreStubber.__call__))
