@@ -2,7 +2,9 @@
 
 - per deployment: one push that deploys and settles on the happy path (the push handler decides, admits
   and calls App Runner; App Runner's status event reaches operation_changed, which settles), for a semver
-  rule (UpdateService pinned to the digest) and an exact tag (StartDeployment);
+  rule (UpdateService pinned to the digest) and an exact tag (StartDeployment), on a container that has
+  read the repository's rules before; and the first push a container sees of a repository, which
+  queries its rules too;
 - per idle reconcile tick: the reconciler's scheduled run with nothing in flight;
 - contention: many pushes to one service at once, each in its own thread as Lambda runs them in their own
   containers: how often the slot's optimistic commit lost a race, and whether any gave up ("too
@@ -127,21 +129,30 @@ def measure_calls(trace: bool = False) -> dict[str, Any]:
         )
         cloud.deliver_apprunner_events()  # the services' creation, before the window: no deployment's
         cloud.invoke("reconciler", {"source": "aws.events"})  # warm: modules loaded, clients made
-        pinned = one_deployment(cloud, counter, "v1.1.0", _digest(1), prod)
+        first_push = one_deployment(cloud, counter, "v1.1.0", _digest(1), prod)
+        first_calls = list(counter.trace)
+        pinned = one_deployment(cloud, counter, "v1.2.0", _digest(2), prod)
         calls_made = list(counter.trace)
-        started = one_deployment(cloud, counter, "latest", _digest(2), staging)
+        started = one_deployment(cloud, counter, "latest", _digest(3), staging)
         with counter.window() as counted:
             cloud.reconcile()
         idle = _only(counted, ("dynamodb", "apprunner"))
     if trace:
         print("calls of one semver deployment, push to settled:\n  " + "\n  ".join(calls_made))
-    for label, figures in (("UpdateService (semver)", pinned), ("StartDeployment (tag)", started)):
+        extra = Counter(first_calls) - Counter(calls_made)
+        print(f"the container's first push of the repository adds: {', '.join(extra.elements())}")
+    for label, figures in (
+        ("UpdateService (semver)", pinned),
+        ("StartDeployment (tag)", started),
+        ("a container's first push of the repository", first_push),
+    ):
         total = figures["dynamodb"] + figures["apprunner"]
         print(f"calls per deployment, {label}: {figures} ({total} DynamoDB and App Runner)")
     print(f"calls per idle reconcile tick: {idle}")
     return {
         "calls_per_deployment": pinned,
         "calls_per_deployment_start": started,
+        "calls_per_deployment_first_push": first_push,
         "calls_per_idle_tick": idle,
     }
 

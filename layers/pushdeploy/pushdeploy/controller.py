@@ -24,6 +24,7 @@ from aws_lambda_powertools import Logger
 
 from pushdeploy.adapters.apprunner import DeployTarget, TargetGone
 from pushdeploy.adapters.ledger import ChangeReads, ChangeRecorded, DuplicateDeployment, Ledger, Put
+from pushdeploy.adapters.rules_store import RulesSnapshot
 from pushdeploy.container import utc_now
 from pushdeploy.domain.changes import Change, OperationEvent
 from pushdeploy.domain.decisions import Decision, decide
@@ -52,6 +53,13 @@ class KnownSlot:
 
 class RuleSource(Protocol):
     def watching(self, change: Change) -> Sequence[CompiledRule]: ...
+    def snapshot(self, change: Change) -> RulesSnapshot: ...
+    def confirmed(self, snapshot: RulesSnapshot, version_item: dict[str, Any] | None) -> bool: ...
+    def confirmed_now(self, snapshot: RulesSnapshot) -> bool: ...
+
+
+# Rules applied again between a push's rules read and its ledger read: read and decide again, this often.
+_RULES_READS = 3
 
 
 @dataclass
@@ -94,6 +102,17 @@ class RecordDraft:
             return Ledger.change_put(self.change_id, {**self.attributes, "decisions": decisions}, None)
 
         return put
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A change decided by its source's rules, with the ledger's read of what it may create."""
+
+    rules: dict[str, CompiledRule]
+    decisions: list[Decision]
+    planned: dict[str, Deployment]  # rule id -> the deployment its decision asks for
+    reads: ChangeReads | None
+    rules_current: bool  # the ledger's read confirmed these rules are still the stored ones
 
 
 @dataclass
@@ -147,17 +166,13 @@ class Controller:
         A change already recorded (the same event, or the same signed push, delivered again) is not
         decided again: its record says what became of it. `trigger` says what brought the change (its
         event, or the sweep) and `note` says so in words on its record."""
-        rules = {rule.id: rule for rule in self.rules.watching(change)}
-        decisions = decide(change, rules.values())
-        now = self.clock()
-        planned = {
-            d.rule: Deployment.from_decision(
-                d, change, change_id, now, order_of(rules[d.rule], change), trigger
-            )
-            for d in decisions
-            if d.deploys
-        }
-        reads = self.ledger.reads_for_change(change_id, list(planned.values()))
+        by_rules = self._decide(change, change_id, trigger)
+        rules, decisions, planned, reads = (
+            by_rules.rules,
+            by_rules.decisions,
+            by_rules.planned,
+            by_rules.reads,
+        )
         recorded = reads.recorded if reads is not None else self.ledger.decided_change(change_id)
         if recorded is not None:
             logger.info("change already decided", extra={"change_id": change_id})
@@ -201,6 +216,36 @@ class Controller:
             extra={"change": change.describe(), "change_id": change_id, "deployments": report.deployments},
         )
         return report
+
+    def _decide(self, change: Change, change_id: str, trigger: Trigger) -> _Decided:
+        """The rules watching the change, their decisions, the deployments those plan, and what the
+        ledger says of them. The ledger's one read also reads the rules' version: rules cached before a
+        `rules apply` changed them are read, and decide, again."""
+        for _ in range(_RULES_READS - 1):
+            decided = self._decide_once(change, change_id, trigger)
+            if decided.rules_current:
+                return decided
+        # Rules applied again and again meanwhile: these were read a moment ago, consistently.
+        return self._decide_once(change, change_id, trigger)
+
+    def _decide_once(self, change: Change, change_id: str, trigger: Trigger) -> _Decided:
+        snapshot = self.rules.snapshot(change)
+        rules = {rule.id: rule for rule in snapshot.rules}
+        decisions = decide(change, rules.values())
+        now = self.clock()
+        planned = {
+            d.rule: Deployment.from_decision(
+                d, change, change_id, now, order_of(rules[d.rule], change), trigger
+            )
+            for d in decisions
+            if d.deploys
+        }
+        reads = self.ledger.reads_for_change(change_id, list(planned.values()), also=[snapshot.probe])
+        if reads is not None:
+            current = self.rules.confirmed(snapshot, reads.also[0])
+        else:
+            current = self.rules.confirmed_now(snapshot)
+        return _Decided(rules, decisions, planned, reads, current)
 
     def _apply(
         self,

@@ -189,6 +189,7 @@ class ChangeReads:
     deployments: Mapping[str, Deployment | None] = field(default_factory=dict)
     slots: Mapping[str, Slot] = field(default_factory=dict)
     failures: Mapping[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    also: Sequence[dict[str, Any] | None] = ()  # the items of `also`'s gets, in order (None: absent)
 
 
 # TransactGetItems reads at most 100 items; a change's record and three items per deployment fit in one call
@@ -266,30 +267,32 @@ class Ledger:
             "ExpressionAttributeValues": values,
         }
 
-    def reads_for_change(self, change_id: str, deployments: Sequence[Deployment]) -> ChangeReads | None:
+    def reads_for_change(
+        self, change_id: str, deployments: Sequence[Deployment], also: Sequence[dict[str, Any]] = ()
+    ) -> ChangeReads | None:
         """The change's record and, for each deployment it may create, the deployment, its service's slot
-        and its artifact's failure mark, in one serializable read (TransactGetItems). None when that read
-        is not possible (too many items, or a write in progress on one of them): read them one by one."""
+        and its artifact's failure mark, in one serializable read (TransactGetItems), with `also`'s gets
+        (items of other tables: the version of the rules that decided). None when that read is not
+        possible (too many items, or a write in progress on one of them): read them one by one."""
         keys: list[tuple[str, str]] = [(f"CHANGE#{change_id}", CHANGE_SK)]
         for deployment in deployments:
             keys.append((f"DEPLOYMENT#{deployment.id}", _DEPLOYMENT_SK))
             keys.append((f"SERVICE#{deployment.service}", _SLOT_SK))
             keys.append((f"SERVICE#{deployment.service}", f"FAILED#{deployment.artifact}"))
         unique = list(dict.fromkeys(keys))
-        if len(unique) > _MOST_ITEMS_READ_AT_ONCE:
+        if len(unique) + len(also) > _MOST_ITEMS_READ_AT_ONCE:
             return None
+        gets = [
+            {"Get": {"TableName": self._table, "Key": encode_item({"pk": pk, "sk": sk})}} for pk, sk in unique
+        ]
         try:
-            answer = self._client.transact_get_items(
-                TransactItems=[
-                    {"Get": {"TableName": self._table, "Key": encode_item({"pk": pk, "sk": sk})}}
-                    for pk, sk in unique
-                ]
-            )
+            answer = self._client.transact_get_items(TransactItems=[*gets, *also])  # type: ignore[list-item]
         except ClientError as error:
             if error.response["Error"]["Code"] == "TransactionCanceledException":
                 return None  # a transaction was writing one of them: read them one by one instead
             raise
-        found = {key: response.get("Item") for key, response in zip(unique, answer["Responses"], strict=True)}
+        responses = [response.get("Item") for response in answer["Responses"]]
+        found = dict(zip(unique, responses[: len(unique)], strict=True))
         record = found[keys[0]]
         return ChangeReads(
             recorded=decode_item(record) if record else None,
@@ -303,6 +306,7 @@ class Ledger:
                 )
                 for d in deployments
             },
+            also=responses[len(unique) :],
         )
 
     def commit(

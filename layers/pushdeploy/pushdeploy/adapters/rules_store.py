@@ -1,7 +1,11 @@
 """Rules in DynamoDB, keyed by the source they watch, so a function reads only the rules of its change.
 
 Items: `source_key` (HASH, e.g. `ecr|111122223333|us-east-1|web`), `rule_id` (RANGE), `rule` (the rule as
-JSON text, validated again when read), `updated_at`.
+JSON text, validated again when read), `updated_at`. Beside a source's rules, one version item
+(`rule_id` `#version`, a number `version`) that `apply` bumps after it wrote that source's rules: a
+container keeps a source's rules for as long as that version stays the one it read them with, and the
+push's own ledger read (one `TransactGetItems`) reads the version with the change, so a cached rule is
+never used after `rules apply` changed it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,26 @@ logger = Logger(service="pushdeploy", child=True)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+
+VERSION_ID = "#version"  # never a rule id: those are lowercase letters, digits and dashes
+
+
+@dataclass(frozen=True)
+class RulesSnapshot:
+    """A source's rules as of one version of them; `probe` reads that version's item in a transaction."""
+
+    key: SourceKey
+    rules: tuple[CompiledRule, ...]
+    version: int
+    probe: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Cached:
+    fetched_at: float
+    version: int
+    rules: tuple[CompiledRule, ...]
 
 
 @dataclass(frozen=True)
@@ -60,7 +84,11 @@ def diff_rules(current: Sequence[Rule], wanted: Sequence[Rule]) -> RulesDiff:
 
 
 class RulesStore:
-    """Reads rules by source key with a short in-memory cache; writes a whole validated file."""
+    """Reads rules by source key, cached in memory; writes a whole validated file.
+
+    Two reads: `snapshot` for a push, whose caller confirms the version in its own ledger read
+    (`confirmed`), so its cache never expires; and `watching` for a caller that cannot, whose cache expires
+    after `cache_seconds`."""
 
     def __init__(
         self,
@@ -73,31 +101,64 @@ class RulesStore:
         self._table = table_name
         self._cache_seconds = cache_seconds
         self._clock = clock
-        self._cache: dict[SourceKey, tuple[float, tuple[CompiledRule, ...]]] = {}
+        self._cache: dict[SourceKey, _Cached] = {}
         self._unreadable: set[tuple[str, str]] = set()  # (source key, rule id) of invalid stored rules
 
     def watching(self, change: Change) -> tuple[CompiledRule, ...]:
-        key = change.key
-        cached = self._cache.get(key)
-        now = self._clock()
-        if cached is not None and now - cached[0] < self._cache_seconds:
-            return cached[1]
-        rules = tuple(compile_rule(rule) for rule in self._query(format_source_key(key)))
-        self._cache[key] = (now, rules)
-        return rules
+        """The rules watching the change's source, at most `cache_seconds` old."""
+        cached = self._cache.get(change.key)
+        if cached is not None and self._clock() - cached.fetched_at < self._cache_seconds:
+            return cached.rules
+        return self._fetch(change.key).rules
 
-    def _query(self, source_key: str) -> list[Rule]:
-        rules: list[Rule] = []
+    def snapshot(self, change: Change) -> RulesSnapshot:
+        """The rules watching the change's source as last read, however long ago: the caller confirms
+        them (`confirmed`) with the version its ledger read returns."""
+        cached = self._cache.get(change.key) or self._fetch(change.key)
+        return RulesSnapshot(change.key, cached.rules, cached.version, self._version_get(change.key))
+
+    def confirmed(self, snapshot: RulesSnapshot, version_item: dict[str, Any] | None) -> bool:
+        """Whether the snapshot's rules are still the stored ones, by the version item read just now
+        (None: the source never had rules); if not, they are forgotten and the next snapshot reads them."""
+        if _version_of(version_item) == snapshot.version:
+            self._cache[snapshot.key] = _Cached(self._clock(), snapshot.version, snapshot.rules)
+            return True
+        self._cache.pop(snapshot.key, None)
+        return False
+
+    def confirmed_now(self, snapshot: RulesSnapshot) -> bool:
+        """As `confirmed`, reading the version item alone (when the caller's ledger read could not)."""
+        key = snapshot.probe["Get"]["Key"]
+        item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+        return self.confirmed(snapshot, item)
+
+    def _version_get(self, key: SourceKey) -> dict[str, Any]:
+        return {"Get": {"TableName": self._table, "Key": _version_key(format_source_key(key))}}
+
+    def _fetch(self, key: SourceKey) -> _Cached:
+        fetched_at = self._clock()
+        version, rules = self._query(format_source_key(key))
+        cached = _Cached(fetched_at, version, tuple(compile_rule(rule) for rule in rules))
+        self._cache[key] = cached
+        return cached
+
+    def _query(self, source_key: str) -> tuple[int, list[Rule]]:
+        """A source's version and rules; a strongly consistent read, so that its version is never older
+        than one a transaction has just read."""
+        version, rules = 0, []
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "source_key = :key",
             "ExpressionAttributeValues": {":key": {"S": source_key}},
+            "ConsistentRead": True,
         }
         while True:
             page = self._client.query(**request)
-            rules.extend(self._readable(page.get("Items", [])))
+            items = page.get("Items", [])
+            version = max([version, *(_version_of(item) for item in items if _is_version(item))])
+            rules.extend(self._readable(items))
             if "LastEvaluatedKey" not in page:
-                return sorted(rules, key=lambda rule: rule.id)
+                return version, sorted(rules, key=lambda rule: rule.id)
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def all_rules(self) -> list[Rule]:
@@ -125,6 +186,8 @@ class RulesStore:
         decide; the next `rules apply` replaces or deletes it."""
         rules = []
         for item in items:
+            if _is_version(item):
+                continue
             try:
                 rules.append(Rule.model_validate_json(item["rule"]["S"]))
             except ValidationError as error:
@@ -165,8 +228,21 @@ class RulesStore:
             requests.append({"DeleteRequest": {"Key": key}})
         for start in range(0, len(requests), 25):
             self._write_batch(requests[start : start + 25])
+        for source_key in sorted({key for key, _ in written | doomed}):
+            self._bump_version(source_key, stamp)  # last: a push that reads the new version reads these rules
         self._cache.clear()
         return diff
+
+    def _bump_version(self, source_key: str, stamp: str) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key=_version_key(source_key),
+            UpdateExpression="ADD version :one SET updated_at = :at",
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":at": {"S": stamp},
+            },
+        )
 
     def _write_batch(self, requests: list[dict[str, Any]]) -> None:
         pending: dict[str, Any] = {self._table: requests}
@@ -177,6 +253,18 @@ class RulesStore:
             pending = unprocessed
             time.sleep(min(2.0, 0.05 * 2**attempt))
         raise PushdeployError("DynamoDB left rule writes unprocessed after 8 attempts; run the apply again")
+
+
+def _version_key(source_key: str) -> dict[str, Any]:
+    return {"source_key": {"S": source_key}, "rule_id": {"S": VERSION_ID}}
+
+
+def _is_version(item: dict[str, Any]) -> bool:
+    return bool(item["rule_id"]["S"] == VERSION_ID)
+
+
+def _version_of(item: dict[str, Any] | None) -> int:
+    return int(item["version"]["N"]) if item and "version" in item else 0
 
 
 def _applied_at(item: dict[str, Any]) -> datetime:
