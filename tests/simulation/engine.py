@@ -23,8 +23,12 @@ Lambda as modelled here:
   it and the grace period has passed since.
 - Concurrency is an overlap: inside one invocation's AWS call (a hook point), another whole invocation
   runs first (a second reconciler run, an App Runner status event, the same push or scan event again,
-  another push held back, or a sweep), as another Lambda container would: with its own controller, on
-  the same AWS. A `redeliver` step delivers a push's or a scan's event again, later.
+  another push held back, a sweep, or `rules apply`), as another Lambda container would: with its own
+  controller, on the same AWS. A `redeliver` step delivers a push's or a scan's event again, later.
+- A container keeps the rules it read until their version moves. `rules_applied` (a step, or an overlap:
+  then between a push's read of its rules and its ledger read) moves every source's version, as `rules
+  apply` does after it rewrote their rules; the rules stay the same, so every check keeps its meaning,
+  while every container's cached rules, and the one a push just read, must be read again.
 
 Gates (DESIGN 4.7): an episode's plan draws the gates of some of its rules (`gating`), always leaving
 one rule ungated; `gate_steps` runs the steps that open and close them (scans, operators' approvals and
@@ -286,6 +290,8 @@ class Episode:
             assert step.role is not None
             if step.role in self.deleted and world.vanish(step.role):
                 self.counts["vanished_service"] += 1
+        elif kind == "rules_applied":
+            self._rules_applied()
         elif kind in GATE_STEPS:
             self.gate_steps.execute(step)
         else:
@@ -430,8 +436,14 @@ class Episode:
                 self._sweep(None)
             elif kind == "decide":
                 self.gate_steps.decide_first()
+            elif kind == "rules_applied":
+                self._rules_applied()
             else:
                 self._invoke("reconciler", _SCHEDULED, None)
+
+    def _rules_applied(self) -> None:
+        self.world.rules_applied()
+        self.counts["rules_applied"] += 1
 
     def _sweep(self, fault: Fault | None) -> None:
         """One run of the sweeper. The change records it put are read once it ends (however it ends):

@@ -22,8 +22,9 @@ from tests.simulation.gating import NO_GATES, Gating
 ROLES = ("semver", "latest", "glob", "code")
 IMAGE_ROLES = ("semver", "latest", "glob")
 # What an overlapping invocation, run inside another invocation's AWS call, is: a sweep among them, so that
-# a sweep races a held-back push's late delivery (inside it, or with it inside the sweep) and other sweeps.
-OVERLAPS = ("reconcile", "operation_event", "same_event", "other_push", "sweep")
+# a sweep races a held-back push's late delivery (inside it, or with it inside the sweep) and other sweeps;
+# and `rules apply`, between a push's read of its rules and its ledger read.
+OVERLAPS = ("reconcile", "operation_event", "same_event", "other_push", "sweep", "rules_applied")
 # With approval gates, an operator's approval may also come inside another invocation's call.
 GATED_OVERLAPS = (*OVERLAPS, "decide")
 APP_RUNNER_OPERATIONS = ("StartDeployment", "UpdateService", "ListOperations", "DescribeService")
@@ -178,6 +179,7 @@ _WEIGHTS: dict[str, float] = {
     "manual_start": 1.2,
     "delete": 0.25,
     "vanish": 1.5,  # only after a delete: the deleted service is gone (ResourceNotFound from then on)
+    "rules_applied": 1.5,  # every container's cached rules are stale from then on
     # Gate steps, drawn only in an episode with the gates they act on (see `_weights`): last, so an
     # episode without gates draws as it did before they existed.
     "scan": 0,

@@ -48,6 +48,7 @@ from moto.ecr import models as moto_ecr
 from moto.ecr.exceptions import ImageAlreadyExistsException
 
 from pushdeploy import container, runtime
+from pushdeploy.adapters.rules_store import VERSION_ID
 from pushdeploy.local import apprunner_sim, apprunner_sim_events, inprocess
 from pushdeploy.local.pushes import MANIFEST_MEDIA_TYPE
 from pushdeploy.local.scanning import ScanError
@@ -284,6 +285,19 @@ class World:
         self._stamp_rules()
         cloud.sim.calls.clear()
         cloud.apprunner_events.clear()
+
+    def rules_applied(self) -> None:
+        """`rules apply` rewrote every source's rules: each source's version moves, so every container's
+        cached rules are stale. The rules themselves stay as they were (what the checks expect of them)."""
+        dynamodb, table = self.cloud.dynamodb, TABLES["RulesTable"]
+        for item in dynamodb.scan(TableName=table)["Items"]:
+            if item["rule_id"]["S"] == VERSION_ID:
+                dynamodb.update_item(
+                    TableName=table,
+                    Key={"source_key": item["source_key"], "rule_id": item["rule_id"]},
+                    UpdateExpression="ADD version :one",
+                    ExpressionAttributeValues={":one": {"N": "1"}},
+                )
 
     def _stamp_rules(self) -> None:
         """`rules apply` stamps each rule with the wall clock; the sweep looks for pushes only from then
