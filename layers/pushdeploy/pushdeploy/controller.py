@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -104,8 +104,7 @@ class RecordDraft:
         return put
 
 
-@dataclass(frozen=True)
-class _Decided:
+class _Decided(NamedTuple):
     """A change decided by its source's rules, with the ledger's read of what it may create."""
 
     rules: dict[str, CompiledRule]
@@ -166,13 +165,7 @@ class Controller:
         A change already recorded (the same event, or the same signed push, delivered again) is not
         decided again: its record says what became of it. `trigger` says what brought the change (its
         event, or the sweep) and `note` says so in words on its record."""
-        by_rules = self._decide(change, change_id, trigger)
-        rules, decisions, planned, reads = (
-            by_rules.rules,
-            by_rules.decisions,
-            by_rules.planned,
-            by_rules.reads,
-        )
+        rules, decisions, planned, reads, _ = self._decide(change, change_id, trigger)
         recorded = reads.recorded if reads is not None else self.ledger.decided_change(change_id)
         if recorded is not None:
             logger.info("change already decided", extra={"change_id": change_id})
