@@ -297,6 +297,23 @@ def test_after_a_rule_is_added_redelivering_a_no_rule_push_forwards_it(cloud: Cl
     assert len(recorded["decisions"]) == 1
 
 
+def test_a_rule_applied_while_the_webhook_remembers_no_rule_forwards_the_next_push(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook's container remembers which repositories rules watch, but never a 'no' that a rule
+    applied since has made wrong: that push would be recorded as watched by nobody, and never deployed."""
+    monkeypatch.setenv("RULES_CACHE_SECONDS", "86400")
+    forget_container()
+    assert body_of(cloud.webhook("/github", GITHUB_PUSH, github_headers(GITHUB_PUSH)))["forwarded"] == 0
+
+    service = cloud.create_code_service("hello-world", f"https://github.com/{GITHUB_REPO}", "master")
+    rule = {"provider": "github", "repository": GITHUB_REPO, "branch": "master"}
+    cloud.apply_rules([{"id": "hello-world", "service": service, "code": rule}])
+    again = cloud.webhook("/github", GITHUB_PUSH, github_headers(GITHUB_PUSH))
+
+    assert body_of(again)["forwarded"] == 1
+
+
 # --- replays -------------------------------------------------------------------------------------------
 
 

@@ -780,7 +780,7 @@ def test_webhook_role_is_least_privilege(functions: dict[str, Any]) -> None:
         "events:PutEvents": [{"Fn::GetAtt": ["InternalEventBus", "Arn"]}],
         "dynamodb:PutItem": [ledger, idempotency],  # the ledger only for "no rule" and "stale" notes
         "dynamodb:Query": [rules],
-        "dynamodb:GetItem": [idempotency],
+        "dynamodb:GetItem": [idempotency, rules],  # rules: the version that confirms "no rule watches it"
         "dynamodb:UpdateItem": [idempotency],
         "dynamodb:DeleteItem": [idempotency],
     }

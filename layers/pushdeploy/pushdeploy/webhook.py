@@ -495,7 +495,7 @@ def _sort_out(
         if too_old is not None:
             stale += 1
             notes.append(_record_note(state, change, ids[position], delivery_id, too_old))
-        elif state.rules.watching(change):
+        elif state.rules.watches(change):
             watched.append(ForwardedChange.of(change, delivery_id, delivery.provider, position))
         else:
             note = f"no rule watches {change.source} {change.repository}"

@@ -86,9 +86,9 @@ def diff_rules(current: Sequence[Rule], wanted: Sequence[Rule]) -> RulesDiff:
 class RulesStore:
     """Reads rules by source key, cached in memory; writes a whole validated file.
 
-    Two reads: `snapshot` for a push, whose caller confirms the version in its own ledger read
-    (`confirmed`), so its cache never expires; and `watching` for a caller that cannot, whose cache expires
-    after `cache_seconds`."""
+    A push's read, `snapshot`, is confirmed by the version its caller reads in its own ledger read
+    (`confirmed`), so its cache never expires; `watches` confirms a no the same way; `watching`, for a
+    caller that cannot, expires after `cache_seconds`."""
 
     def __init__(
         self,
@@ -110,6 +110,15 @@ class RulesStore:
         if cached is not None and self._clock() - cached.fetched_at < self._cache_seconds:
             return cached.rules
         return self._fetch(change.key).rules
+
+    def watches(self, change: Change) -> bool:
+        """Whether a rule watches the change's source, as cached however long ago. A yes may be stale
+        (the push's own read confirms its rules); a no is confirmed against the stored version, so a rule
+        applied a moment ago is never missed."""
+        snapshot = self.snapshot(change)
+        if snapshot.rules or self.confirmed_now(snapshot):
+            return bool(snapshot.rules)
+        return bool(self.snapshot(change).rules)
 
     def snapshot(self, change: Change) -> RulesSnapshot:
         """The rules watching the change's source as last read, however long ago: the caller confirms
