@@ -261,8 +261,10 @@ def exercise_every_path(cloud: Cloud, recorder: CallRecorder) -> None:
 
     deliveries = [_github_push(cloud, delivery_id, pushed) for delivery_id, pushed in (("d1", 0), ("d2", 60))]
     other = _github_push(cloud, "d3", 0, repository="someone/else")
+    # Its repository again: the container remembers no rule watches it, and confirms that (GetItem).
+    other_again = _github_push(cloud, "d5", 30, repository="someone/else")
     with recorder.running("webhook"):
-        for body, headers in (*deliveries, other):
+        for body, headers in (*deliveries, other, other_again):
             cloud.invoke("webhook", function_url_event("/github", body, headers))
         body, headers = deliveries[0]
         cloud.invoke("webhook", function_url_event("/github", body, headers))  # a replay: idempotency GetItem

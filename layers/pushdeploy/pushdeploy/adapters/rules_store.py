@@ -41,6 +41,7 @@ class RulesSnapshot:
     rules: tuple[CompiledRule, ...]
     version: int
     probe: dict[str, Any]
+    read_now: bool  # queried for this snapshot (consistently), not remembered
 
 
 @dataclass(frozen=True)
@@ -116,15 +117,19 @@ class RulesStore:
         (the push's own read confirms its rules); a no is confirmed against the stored version, so a rule
         applied a moment ago is never missed."""
         snapshot = self.snapshot(change)
-        if snapshot.rules or self.confirmed_now(snapshot):
+        if snapshot.rules or snapshot.read_now or self.confirmed_now(snapshot):
             return bool(snapshot.rules)
         return bool(self.snapshot(change).rules)
 
     def snapshot(self, change: Change) -> RulesSnapshot:
         """The rules watching the change's source as last read, however long ago: the caller confirms
         them (`confirmed`) with the version its ledger read returns."""
-        cached = self._cache.get(change.key) or self._fetch(change.key)
-        return RulesSnapshot(change.key, cached.rules, cached.version, self._version_get(change.key))
+        cached = self._cache.get(change.key)
+        read_now = cached is None
+        if cached is None:
+            cached = self._fetch(change.key)
+        probe = self._version_get(change.key)
+        return RulesSnapshot(change.key, cached.rules, cached.version, probe, read_now)
 
     def confirmed(self, snapshot: RulesSnapshot, version_item: dict[str, Any] | None) -> bool:
         """Whether the snapshot's rules are still the stored ones, by the version item read just now
@@ -164,7 +169,7 @@ class RulesStore:
         while True:
             page = self._client.query(**request)
             items = page.get("Items", [])
-            version = max([version, *(_version_of(item) for item in items if _is_version(item))])
+            version = next((_version_of(item) for item in items if _is_version(item)), version)
             rules.extend(self._readable(items))
             if "LastEvaluatedKey" not in page:
                 return version, sorted(rules, key=lambda rule: rule.id)
